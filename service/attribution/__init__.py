@@ -1,0 +1,97 @@
+"""The pure OSPO attribution core (numpy + stdlib, no I/O): query extraction, segmenters,
+coalition plans, value estimators, NDCG, group baselines and token redistribution."""
+
+from __future__ import annotations
+
+from .advantages import (
+    BASELINES,
+    OUTSIDE_MODES,
+    REDISTRIBUTIONS,
+    average_ranks,
+    clip_advantages,
+    group_advantages,
+    query_token_mask,
+    redistribute_prop,
+    redistribute_rank,
+    redistribute_uniform,
+    segment_credit,
+    token_advantages,
+    token_credit,
+    token_segment_weights,
+)
+from .coalitions import (
+    ESTIMATORS,
+    all_coalitions,
+    coalition_plan,
+    coalition_seed,
+    contiguous_coalitions,
+    partial_query,
+    random_coalitions,
+    runs,
+    sample_coalitions,
+)
+from .errors import (
+    AttributionError,
+    InvalidSpanError,
+    MissingCoalitionError,
+    TooManyCoalitionsError,
+    UnknownOptionError,
+)
+from .ndcg import dcg, ndcg_at_k
+from .query import extract_query
+from .segment import (
+    MAX_PHRASE_WORDS,
+    SEGMENTERS,
+    Span,
+    segment,
+    segment_phrases,
+    segment_sentences,
+    segment_words,
+)
+from .values import estimate, myerson_values, owen_values, shapley_values, shapley_weights
+
+__all__ = [
+    "BASELINES",
+    "ESTIMATORS",
+    "MAX_PHRASE_WORDS",
+    "OUTSIDE_MODES",
+    "REDISTRIBUTIONS",
+    "SEGMENTERS",
+    "AttributionError",
+    "InvalidSpanError",
+    "MissingCoalitionError",
+    "Span",
+    "TooManyCoalitionsError",
+    "UnknownOptionError",
+    "all_coalitions",
+    "average_ranks",
+    "clip_advantages",
+    "coalition_plan",
+    "coalition_seed",
+    "contiguous_coalitions",
+    "dcg",
+    "estimate",
+    "extract_query",
+    "group_advantages",
+    "myerson_values",
+    "ndcg_at_k",
+    "owen_values",
+    "partial_query",
+    "query_token_mask",
+    "random_coalitions",
+    "redistribute_prop",
+    "redistribute_rank",
+    "redistribute_uniform",
+    "runs",
+    "sample_coalitions",
+    "segment",
+    "segment_credit",
+    "segment_phrases",
+    "segment_sentences",
+    "segment_words",
+    "shapley_values",
+    "shapley_weights",
+    "token_advantages",
+    "token_credit",
+    "token_segment_weights",
+]

@@ -1,0 +1,216 @@
+"""Request and response models of the HTTP contract (docs/API.md). Structure only: the
+configurable limits are checked in `service.engine.limits`, the logic lives in the engine."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Offset = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+
+Segmenter = Literal["phrase", "sentence", "word"]
+Estimator = Literal["owen", "myerson", "shapley"]
+Redistribution = Literal["prop", "rank", "uniform"]
+Baseline = Literal["group_norm", "dr_grpo", "rloo"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+ProductId = Annotated[str, Field(min_length=1, max_length=256)]
+Gain = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class Target(_Model):
+    """Exactly one of: `query_id` (labels the service holds for a catalog query) or
+    `relevant` (explicit graded labels, product id -> gain > 0)."""
+
+    query_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    relevant: dict[ProductId, Gain] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        if (self.query_id is None) == (self.relevant is None):
+            raise ValueError("target needs exactly one of 'query_id' or 'relevant'")
+        return self
+
+
+class ResponseIn(_Model):
+    text: str
+    span: Offset | None = None
+    token_offsets: list[Offset] | None = None
+    reward: FiniteFloat | None = None
+
+
+class GroupIn(_Model):
+    id: str | None = None
+    target: Target
+    pool: list[ProductId] | None = None
+    responses: list[ResponseIn]
+
+
+class Options(_Model):
+    retriever: str = "default"
+    k: int = 1000
+    segmenter: Segmenter = "phrase"
+    max_width: int = 8
+    max_coalitions: int = 96
+    estimator: Estimator = "owen"
+    redistribution: Redistribution = "prop"
+    baseline: Baseline = "group_norm"
+    clip: FiniteFloat | None = 2.0
+    seed: int = 0
+    cache: bool = True
+    explain: bool = False
+
+
+class AttributeRequest(_Model):
+    groups: list[GroupIn]
+    options: Options = Field(default_factory=Options)
+
+
+class SegmentOut(BaseModel):
+    start: int
+    end: int
+    text: str
+    value: float
+    credit: float
+
+
+class CoalitionOut(BaseModel):
+    members: list[int]
+    query: str
+    value: float
+
+
+class ResponseOut(BaseModel):
+    reward: float
+    advantage: float
+    segments: list[SegmentOut]
+    token_advantages: list[float] | None = None
+    coalitions: list[CoalitionOut] | None = None
+
+
+class GroupOut(BaseModel):
+    id: str | None = None
+    responses: list[ResponseOut]
+
+
+class Timings(BaseModel):
+    segment: float = 0.0
+    cache: float = 0.0
+    encode: float = 0.0
+    search: float = 0.0
+    score: float = 0.0
+    attribute: float = 0.0
+    total: float = 0.0
+
+
+class Stats(BaseModel):
+    coalitions: int
+    unique_queries: int
+    cache_hits: int
+    encoded: int
+    timings_ms: Timings
+
+
+class ModelInfo(BaseModel):
+    retriever: str
+    encoder: str
+    index_version: str
+
+
+class AttributeResponse(BaseModel):
+    groups: list[GroupOut]
+    stats: Stats
+    model: ModelInfo
+
+
+class RewardRequest(BaseModel):
+    """OpenRLHF's remote reward-model request; unknown keys are ignored as OpenRLHF may add some."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: list[str]
+    prompts: list[str] | None = None
+    labels: list[str | dict[str, Any] | None] | None = None
+
+
+class RewardResponse(BaseModel):
+    rewards: list[float]
+    scores: list[float]
+    extra_logs: dict[str, list[float]]
+
+
+class RetrieverInfo(BaseModel):
+    name: str
+    encoder: str
+    dim: int
+    index: str
+    size: int
+    version: str
+    catalog: str | None = None
+
+
+class RetrieversResponse(BaseModel):
+    retrievers: list[RetrieverInfo]
+
+
+class SearchHit(BaseModel):
+    id: str
+    title: str
+    score: float
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchHit]
+
+
+class CacheStatus(BaseModel):
+    backend: str
+    degraded: bool
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "loading", "failed"]
+    cache: CacheStatus | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+__all__ = [
+    "AttributeRequest",
+    "AttributeResponse",
+    "CacheStatus",
+    "CoalitionOut",
+    "ErrorBody",
+    "ErrorResponse",
+    "GroupIn",
+    "GroupOut",
+    "ModelInfo",
+    "Options",
+    "ReadyResponse",
+    "ResponseIn",
+    "ResponseOut",
+    "RetrieverInfo",
+    "RetrieversResponse",
+    "RewardRequest",
+    "RewardResponse",
+    "SearchHit",
+    "SearchResponse",
+    "SegmentOut",
+    "Stats",
+    "Target",
+    "Timings",
+]

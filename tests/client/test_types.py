@@ -1,0 +1,47 @@
+"""Request value objects: validation and label parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trainer_client import UNSET, Group, Options, Response, Target
+
+
+def test_target_needs_exactly_one_kind():
+    with pytest.raises(ValueError):
+        Target()
+    with pytest.raises(ValueError):
+        Target(query_id="q", relevant={"P1": 1.0})
+    with pytest.raises(ValueError):
+        Target(relevant={"P1": 0.0})
+
+
+def test_target_from_label_forms():
+    assert Target.from_label("demo-0017") == Target(query_id="demo-0017")
+    assert Target.from_label('{"P1": 2, "P2": 1}').relevant == {"P1": 2.0, "P2": 1.0}
+    assert Target.from_label('{"relevant": {"P1": 3}}').relevant == {"P1": 3.0}
+    assert Target.from_label('{"query_id": "q9"}') == Target(query_id="q9")
+    for bad in ("", "   ", "{not json", "{\"relevant\": [1]}", '{"P1": -1}'):
+        with pytest.raises(ValueError):
+            Target.from_label(bad)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.floats(0.01, 10), min_size=1, max_size=5))
+def test_graded_label_json_round_trips(labels):
+    assert Target.from_label(json.dumps(labels)).relevant == pytest.approx(labels)
+
+
+def test_group_needs_responses():
+    with pytest.raises(ValueError):
+        Group(id="g", target=Target(query_id="q"), responses=[])
+    assert Group(id="g", target=Target(query_id="q"), responses=[Response("t")]).pool is None
+
+
+def test_options_clip_default_is_unset_not_none():
+    assert Options().clip is UNSET
+    assert not UNSET and repr(UNSET) == "UNSET"
+    assert Options(clip=None).clip is None

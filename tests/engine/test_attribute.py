@@ -1,0 +1,288 @@
+"""The request path of AttributionEngine: dedupe, one cache round trip, one encode, one
+search, determinism, estimator limits and the token-advantage invariants."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pytest
+
+from service.attribution import estimate
+from service.cache import MemoryScoreCache
+from service.engine import AttributionEngine, EncodeBatcher, Limits
+from service.errors import InvalidRequest, TooManyCoalitions, UnknownQuery, UnknownRetriever
+from service.schemas import AttributeRequest
+
+
+class CountingCache:
+    """A MemoryScoreCache that counts round trips."""
+
+    backend = "memory"
+    degraded = False
+
+    def __init__(self) -> None:
+        self.inner = MemoryScoreCache(10_000, None)
+        self.gets: list[int] = []
+        self.sets: list[int] = []
+
+    def get_many(self, keys: Sequence[str]) -> list[float | None]:
+        self.gets.append(len(keys))
+        return self.inner.get_many(keys)
+
+    def set_many(self, items: Mapping[str, float]) -> None:
+        self.sets.append(len(items))
+        self.inner.set_many(items)
+
+    def ping(self) -> bool:
+        return True
+
+
+def target_text(catalog, query_id: str) -> str:
+    attrs = catalog.query_attributes[query_id]
+    noun = attrs["category"].replace("-", " ").rstrip("s")
+    parts = [attrs.get("colour", ""), attrs.get("material", ""), noun]
+    extra = [attrs[key] for key in ("feature", "gender", "size", "brand") if key in attrs]
+    return " ".join(p for p in parts if p) + ", " + ", ".join(extra)
+
+
+def request_body(catalog, query_id: str = "demo-0000", **options) -> dict:
+    good = target_text(catalog, query_id)
+    texts = [
+        f"<think>the user wants a lamp</think><answer>please, {good}, thanks</answer>",
+        "<answer>I think something nice, thanks</answer>",
+        good,
+        "please help me, I think, thanks a lot, cheers",
+    ]
+    responses = []
+    for text in texts:
+        offsets = [(m.start(), m.end()) for m in __import__("re").finditer(r"\S+", text)]
+        responses.append({"text": text, "token_offsets": offsets})
+    return {
+        "groups": [{"id": "g0", "target": {"query_id": query_id}, "responses": responses}],
+        "options": {"max_width": 4, "max_coalitions": 24, "k": 50, **options},
+    }
+
+
+def run(engine: AttributionEngine, body: dict, **kwargs):
+    return asyncio.run(engine.attribute(AttributeRequest.model_validate(body), **kwargs))
+
+
+def numbers(response) -> list:
+    return [
+        (r.reward, r.advantage, [(s.value, s.credit) for s in r.segments], r.token_advantages)
+        for g in response.groups
+        for r in g.responses
+    ]
+
+
+def test_one_cache_round_trip_one_encode_one_search(registry, retriever, small_catalog):
+    cache = CountingCache()
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    body = request_body(small_catalog)
+    # The same response twice in another group: its partial queries must not be re-evaluated.
+    body["groups"].append(
+        {"target": {"query_id": "demo-0000"}, "responses": body["groups"][0]["responses"][:2]}
+    )
+    result = run(engine, body)
+    stats = result.stats
+    assert cache.gets == [stats.unique_queries]
+    assert cache.sets == [stats.unique_queries]
+    assert retriever.encoder.calls == [stats.encoded]
+    assert retriever.searches == 1
+    assert stats.unique_queries < stats.coalitions
+    assert stats.encoded == stats.unique_queries and stats.cache_hits == 0
+    assert set(result.stats.timings_ms.model_dump()) >= {"segment", "cache", "encode", "search", "score", "attribute", "total"}
+
+
+def test_second_request_is_served_from_cache_with_identical_numbers(registry, retriever, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    body = request_body(small_catalog)
+    first = run(engine, body)
+    second = run(engine, body)
+    assert numbers(first) == numbers(second)
+    assert second.stats.cache_hits == second.stats.unique_queries > 0
+    assert second.stats.encoded == 0
+    assert len(retriever.encoder.calls) == 1
+
+
+def test_cache_false_bypasses_the_cache(registry, small_catalog):
+    cache = CountingCache()
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    result = run(engine, request_body(small_catalog, cache=False))
+    assert cache.gets == [] and cache.sets == []
+    assert result.stats.cache_hits == 0
+
+
+def test_naive_mode_encodes_each_coalition_alone_and_agrees(registry, retriever, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    body = request_body(small_catalog)
+    batched = run(engine, body, naive=False)
+    retriever.encoder.calls.clear()
+    naive = run(engine, body, naive=True)
+    assert retriever.encoder.calls == [1] * naive.stats.coalitions
+    assert naive.stats.cache_hits == 0
+    for a, b in zip(numbers(batched), numbers(naive), strict=True):
+        assert a[0] == pytest.approx(b[0], abs=1e-9)
+        assert [v for v, _ in a[2]] == pytest.approx([v for v, _ in b[2]], abs=1e-9)
+
+
+def test_same_request_same_seed_identical_numbers_without_cache(registry, small_catalog):
+    body = request_body(small_catalog, cache=False, max_coalitions=8)
+    first = run(AttributionEngine(registry, None, batcher=EncodeBatcher(window_s=0)), body)
+    second = run(AttributionEngine(registry, None, batcher=EncodeBatcher(window_s=0)), body)
+    assert numbers(first) == numbers(second)
+
+
+def test_explain_values_reproduce_segment_values(registry, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    for estimator in ("owen", "myerson", "shapley"):
+        body = request_body(small_catalog, explain=True, estimator=estimator, max_coalitions=512)
+        result = run(engine, body)
+        for response in result.groups[0].responses:
+            n = len(response.segments)
+            if n < 2:
+                continue
+            table = {frozenset(c.members): c.value for c in response.coalitions}
+            table.setdefault(frozenset(), 0.0)
+            expected = estimate(estimator, n, table)
+            assert [s.value for s in response.segments] == pytest.approx(list(expected), abs=1e-12)
+            assert response.reward == pytest.approx(table[frozenset(range(n))])
+
+
+@pytest.mark.parametrize("redistribution", ["prop", "rank"])
+def test_token_advantages_average_to_the_sequence_advantage(registry, small_catalog, cache, redistribution):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    result = run(engine, request_body(small_catalog, redistribution=redistribution, clip=None))
+    for response in result.groups[0].responses:
+        assert np.mean(response.token_advantages) == pytest.approx(response.advantage, abs=1e-9)
+
+
+def test_uniform_gives_the_advantage_to_every_token(registry, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    result = run(engine, request_body(small_catalog, redistribution="uniform", clip=None))
+    for response in result.groups[0].responses:
+        assert response.token_advantages == [response.advantage] * len(response.token_advantages)
+
+
+def test_clip_bounds_token_advantages_by_the_request_std(registry, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    result = run(engine, request_body(small_catalog, clip=0.5))
+    advantages = np.array([r.advantage for r in result.groups[0].responses])
+    bound = 0.5 * advantages.std()
+    for response in result.groups[0].responses:
+        assert max(abs(x) for x in response.token_advantages) <= bound + 1e-12
+
+
+def test_single_segment_and_empty_responses(registry, retriever, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    body = {
+        "groups": [
+            {
+                "target": {"query_id": "demo-0000"},
+                "responses": [
+                    {"text": "lamp", "token_offsets": [[0, 2], [2, 4]]},
+                    {"text": "   ", "token_offsets": [[0, 3]]},
+                    {"text": "lamp", "reward": 0.25, "token_offsets": [[0, 4], [4, 4]]},
+                ],
+            }
+        ],
+        "options": {"explain": True},
+    }
+    result = run(engine, body)
+    lamp, blank, given = result.groups[0].responses
+    assert len(lamp.segments) == 1 and len(lamp.coalitions) == 1
+    assert lamp.reward == pytest.approx(lamp.segments[0].value)
+    assert blank.segments == [] and blank.reward == 0.0
+    assert given.reward == 0.25 and given.coalitions == []
+    for response in (lamp, blank, given):
+        assert len(set(response.token_advantages)) == 1
+    assert result.stats.coalitions == 1
+
+
+def test_given_reward_replaces_v_of_n(registry, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    body = request_body(small_catalog)
+    for i, response in enumerate(body["groups"][0]["responses"]):
+        response["reward"] = float(i)
+    result = run(engine, body)
+    assert [r.reward for r in result.groups[0].responses] == [0.0, 1.0, 2.0, 3.0]
+    advantages = [r.advantage for r in result.groups[0].responses]
+    assert advantages == sorted(advantages)
+
+
+def test_relevant_target_and_pool(registry, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    labels = small_catalog.labels["demo-0000"]
+    body = request_body(small_catalog)
+    body["groups"][0]["target"] = {"relevant": dict(labels)}
+    by_labels = run(engine, body)
+    body["groups"][0]["target"] = {"query_id": "demo-0000"}
+    by_id = run(engine, body)
+    assert numbers(by_labels) == numbers(by_id)
+    assert by_id.stats.cache_hits == by_id.stats.unique_queries  # same labels, same cache keys
+    body["groups"][0]["pool"] = [max(labels, key=labels.get)]
+    pooled = run(engine, body)
+    good = pooled.groups[0].responses[2]
+    assert good.reward == pytest.approx(1.0)  # the only pool member is an exact match
+
+
+def test_unknown_query_and_retriever(registry, small_catalog, cache):
+    engine = AttributionEngine(registry, cache)
+    body = request_body(small_catalog)
+    body["groups"][0]["target"] = {"query_id": "nope"}
+    with pytest.raises(UnknownQuery) as info:
+        run(engine, body)
+    assert info.value.field == "groups[0].target.query_id"
+    with pytest.raises(UnknownRetriever):
+        run(engine, request_body(small_catalog, retriever="other"))
+
+
+def test_myerson_and_shapley_limits(registry, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, limits=Limits(max_shapley_segments=3))
+    long_text = "red, green, blue, white, black, pink, grey, gold"
+    body = {"groups": [{"target": {"query_id": "demo-0000"}, "responses": [{"text": long_text}]}]}
+    body["options"] = {"estimator": "myerson", "max_coalitions": 10}
+    with pytest.raises(TooManyCoalitions) as info:
+        run(engine, body)
+    assert info.value.field == "options.max_coalitions" and "max_coalitions" in info.value.message
+    body["options"] = {"estimator": "shapley"}
+    with pytest.raises(TooManyCoalitions) as info:
+        run(engine, body)
+    assert "max_shapley_segments=3" in info.value.message
+    assert info.value.field == "groups[0].responses[0].text"
+
+
+def test_limits_are_checked_before_any_work(registry, retriever, small_catalog, cache):
+    engine = AttributionEngine(registry, cache, limits=Limits(max_groups=1))
+    body = request_body(small_catalog)
+    body["groups"] *= 2
+    with pytest.raises(InvalidRequest) as info:
+        run(engine, body)
+    assert info.value.field == "groups" and "max_groups=1" in info.value.message
+    assert retriever.encoder.calls == []
+
+
+def test_seed_changes_sampled_coalitions(registry, small_catalog, cache):
+    engine = AttributionEngine(registry, cache)
+    body = request_body(small_catalog, explain=True, max_coalitions=6)
+    plans = set()
+    for seed in range(6):
+        body["options"]["seed"] = seed
+        response = run(engine, body).groups[0].responses[0]
+        plans.add(tuple(tuple(c.members) for c in response.coalitions))
+    assert len(plans) > 1
+
+
+def test_score_queries_dedupes_and_caches(registry, retriever, small_catalog, cache):
+    from service.engine.attribute import ScoringTarget
+
+    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
+    target = ScoringTarget.build(small_catalog.labels["demo-0000"], None)
+    items = [("silver aluminium desk lamp", target)] * 3 + [("", target)]
+    scores, stats, _ = asyncio.run(engine.score_queries("default", items, 50))
+    assert scores[0] == scores[1] == scores[2] > 0 and scores[3] == 0.0
+    assert stats.unique == 1 and stats.encoded == 1
+    again, stats, _ = asyncio.run(engine.score_queries("default", items, 50))
+    assert again == scores and stats.cache_hits == 1

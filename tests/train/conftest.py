@@ -1,0 +1,137 @@
+"""Fixtures for the trainer tests: the demo catalog, a fake in-process scorer for unit tests
+of the policy and the loop, and the real service on loopback for the end-to-end runs."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from service.retrieval.catalog import Catalog
+from service.retrieval.demo import build_demo_catalog
+from trainer_client import (
+    AttributeResult,
+    Group,
+    GroupResult,
+    ModelInfo,
+    Options,
+    ResponseResult,
+    Stats,
+)
+
+_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_torch() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def demo_catalog() -> Catalog:
+    return build_demo_catalog()
+
+
+class FakeScorer:
+    """Stands in for ``/attribute`` in unit tests: the reward of a response is the share of
+    its target's key words it names (the words every exact-match title shares), and the
+    token advantages are the group-normalised reward, spread uniformly (``uniform``) or onto
+    the key words (``prop``/``rank``) so that they still average to the sequence advantage."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.calls = 0
+        self.key_words: dict[str, set[str]] = {}
+        for query_id, gains in catalog.labels.items():
+            titles = [catalog.product(pid) for pid, gain in gains.items() if gain >= 1.0]
+            word_sets = [set(_WORD.findall(p.title.lower())) for p in titles if p is not None]
+            self.key_words[query_id] = set.intersection(*word_sets) if word_sets else set()
+
+    def reward(self, query_id: str, text: str) -> float:
+        wanted = self.key_words[query_id]
+        if not wanted:
+            return 0.0
+        return len(wanted & set(_WORD.findall(text.lower()))) / len(wanted)
+
+    def attribute(self, groups: Sequence[Group], options: Options | None = None) -> AttributeResult:
+        self.calls += 1
+        mode = (options.redistribution if options else None) or "prop"
+        results = []
+        for group in groups:
+            assert group.target.query_id is not None
+            rewards = np.array([self.reward(group.target.query_id, r.text) for r in group.responses])
+            if len(rewards) > 1:
+                advantages = (rewards - rewards.mean()) / (rewards.std(ddof=1) + 1e-6)
+            else:
+                advantages = np.zeros_like(rewards)
+            responses = []
+            for response, reward, advantage in zip(group.responses, rewards, advantages):
+                offsets = list(response.token_offsets or [])
+                tokens = [response.text[a:b].lower() for a, b in offsets]
+                weights = np.array(
+                    [1.0 if t in self.key_words[group.target.query_id] else 0.0 for t in tokens]
+                )
+                if mode == "uniform" or not weights.any():
+                    values = np.full(len(offsets), advantage)
+                else:
+                    values = len(offsets) * advantage * weights / weights.sum()
+                responses.append(
+                    ResponseResult(
+                        reward=float(reward),
+                        advantage=float(advantage),
+                        segments=(),
+                        token_advantages=tuple(float(v) for v in values) if offsets else None,
+                    )
+                )
+            results.append(GroupResult(id=group.id, responses=tuple(responses)))
+        return AttributeResult(
+            groups=tuple(results),
+            stats=Stats(),
+            model=ModelInfo(retriever="fake", encoder="fake", index_version="0"),
+        )
+
+
+@pytest.fixture
+def fake_scorer(demo_catalog: Catalog) -> FakeScorer:
+    return FakeScorer(demo_catalog)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real service (default retriever: packaged MiniLM over the demo catalog, in-process
+    cache) served by uvicorn on a free loopback port in a background thread."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from service.api.app import create_app
+    from service.config import Settings
+
+    data_dir: Path = tmp_path_factory.mktemp("ospo-train-data")
+    port = _free_port()
+    app = create_app(Settings(data_dir=data_dir, redis_url=None, port=port))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="ospo-test-service", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 600
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test service did not start")
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

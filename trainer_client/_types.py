@@ -1,0 +1,254 @@
+"""Typed request and response values mirroring the ospo HTTP contract (docs/API.md).
+
+Requests are built from :class:`Group`, :class:`Response`, :class:`Target` and
+:class:`Options`; answers come back as :class:`AttributeResult` and friends. All are frozen
+dataclasses: plain values, no I/O. Serialisation lives in ``_client.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = [
+    "UNSET",
+    "AttributeResult",
+    "Coalition",
+    "Group",
+    "GroupResult",
+    "ModelInfo",
+    "Options",
+    "Readiness",
+    "Response",
+    "ResponseResult",
+    "RetrieverInfo",
+    "RewardResult",
+    "SearchHit",
+    "Segment",
+    "Stats",
+    "Target",
+    "UnsetType",
+]
+
+Span = tuple[int, int]
+
+
+class UnsetType:
+    """Type of :data:`UNSET`: "not given, let the service choose" (as opposed to ``None``)."""
+
+    _instance: UnsetType | None = None
+
+    def __new__(cls) -> UnsetType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Final = UnsetType()
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a group's responses are judged against: a catalog query id or graded labels."""
+
+    query_id: str | None = None
+    relevant: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.query_id is None) == (self.relevant is None):
+            raise ValueError("Target needs exactly one of query_id or relevant")
+        if self.relevant is not None:
+            if not self.relevant:
+                raise ValueError("Target.relevant must not be empty")
+            bad = [pid for pid, gain in self.relevant.items() if not gain > 0]
+            if bad:
+                raise ValueError(f"Target.relevant gains must be > 0 (bad ids: {bad[:3]})")
+
+    @classmethod
+    def from_label(cls, label: str) -> Target:
+        """Parse an OpenRLHF label: a catalog query id, or JSON graded labels.
+
+        JSON may be ``{"<product id>": gain, ...}``, ``{"relevant": {...}}`` or
+        ``{"query_id": "..."}``.
+        """
+        stripped = label.strip()
+        if not stripped.startswith("{"):
+            if not stripped:
+                raise ValueError("empty label: expected a query id or JSON graded labels")
+            return cls(query_id=stripped)
+        try:
+            parsed = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"label is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise ValueError("JSON label must be an object")
+        if "query_id" in parsed:
+            return cls(query_id=str(parsed["query_id"]))
+        graded = parsed.get("relevant", parsed)
+        if not isinstance(graded, dict):
+            raise ValueError("JSON label 'relevant' must be an object")
+        return cls(relevant={str(pid): float(gain) for pid, gain in graded.items()})
+
+
+@dataclass(frozen=True)
+class Response:
+    """One sampled response of a group.
+
+    ``token_offsets`` are the trainer's tokens as half-open character spans into ``text``;
+    when given, the result carries one token advantage per offset. ``reward`` is the
+    trainer's own terminal reward (``None``: the service computes the retrieval NDCG).
+    """
+
+    text: str
+    span: Span | None = None
+    token_offsets: Sequence[Span] | None = None
+    reward: float | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """The responses sampled for one prompt (a GRPO group) and their target."""
+
+    id: str
+    target: Target
+    responses: Sequence[Response]
+    pool: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.responses:
+            raise ValueError(f"group {self.id!r} has no responses")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Request options; every field left unset takes the service default (docs/API.md).
+
+    ``clip=None`` disables clipping; leaving it unset keeps the service default.
+    """
+
+    retriever: str | None = None
+    k: int | None = None
+    segmenter: str | None = None
+    max_width: int | None = None
+    max_coalitions: int | None = None
+    estimator: str | None = None
+    redistribution: str | None = None
+    baseline: str | None = None
+    clip: float | None | UnsetType = UNSET
+    seed: int | None = None
+    cache: bool | None = None
+    explain: bool | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment of the extracted query: its span, Owen value φ and normalised credit φ̃."""
+
+    start: int
+    end: int
+    text: str
+    value: float
+    credit: float
+
+
+@dataclass(frozen=True)
+class Coalition:
+    """One evaluated coalition (only with ``explain``)."""
+
+    members: tuple[int, ...]
+    query: str
+    value: float
+
+
+@dataclass(frozen=True)
+class ResponseResult:
+    """Reward, group advantage, segment credit and (optional) token advantages of a response."""
+
+    reward: float
+    advantage: float
+    segments: tuple[Segment, ...]
+    token_advantages: tuple[float, ...] | None = None
+    coalitions: tuple[Coalition, ...] | None = None
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    id: str
+    responses: tuple[ResponseResult, ...]
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Work done for a request. Counters and timings are summed over the chunks of a split batch."""
+
+    coalitions: int = 0
+    unique_queries: int = 0
+    cache_hits: int = 0
+    encoded: int = 0
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    retriever: str
+    encoder: str
+    index_version: str
+
+
+@dataclass(frozen=True)
+class AttributeResult:
+    """The answer of ``POST /attribute``, groups in request order."""
+
+    groups: tuple[GroupResult, ...]
+    stats: Stats
+    model: ModelInfo
+
+    @property
+    def responses(self) -> tuple[ResponseResult, ...]:
+        """Every response of every group, flattened in request order."""
+        return tuple(response for group in self.groups for response in group.responses)
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    """The answer of ``POST /reward`` (OpenRLHF's remote reward model protocol)."""
+
+    rewards: tuple[float, ...]
+    scores: tuple[float, ...]
+    extra_logs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrieverInfo:
+    name: str
+    encoder: str
+    dim: int
+    index: str
+    size: int
+    version: str
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: str
+    title: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """``GET /readyz``: ``ready`` is true only on a 200 answer."""
+
+    ready: bool
+    status: str
+    cache_backend: str | None = None
+    cache_degraded: bool | None = None
