@@ -16,7 +16,7 @@ from typing import Any
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "service.cli",  # serve, index build (this module)
-    "service.cli_attribute",  # ospo attribute (owned by the client/engine engineers)
+    "service.viewcli",  # ospo attribute (per-segment credit view)
     "service.train.cli",  # ospo train
 )
 

@@ -39,7 +39,9 @@ def word_token_offsets(text: str) -> list[Span]:
     return [match.span() for match in _TOKEN.finditer(text)]
 
 
-def use_color(no_color_flag: bool, stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+def use_color(
+    no_color_flag: bool, stream: TextIO, environ: Mapping[str, str] | None = None
+) -> bool:
     """Colour only on a terminal, and never with --no-color or a non-empty NO_COLOR
     (https://no-color.org)."""
     env = os.environ if environ is None else environ
@@ -152,10 +154,15 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def signed(x: float) -> str:
+    """+0.1234 / -0.1234; a negative zero prints as +0.0000 (as the web page shows it)."""
+    return f"{x + 0.0:+.4f}"
+
+
 def _range(row: SegmentRow) -> str:
     if row.token_min is None or row.token_max is None:
         return "-"
-    return f"{row.token_min:+.4f} .. {row.token_max:+.4f}"
+    return f"{signed(row.token_min)} .. {signed(row.token_max)}"
 
 
 TABLE_HEADERS = ("#", "segment", "owen value", "credit", "token advantage")
@@ -166,7 +173,7 @@ def render_table(rows: Sequence[SegmentRow]) -> str:
     texts = [_clip(row.text, SEGMENT_WIDTH) for row in rows]
     width = max([len(TABLE_HEADERS[1]), *map(len, texts)])
     cells = [
-        (str(row.index), text, f"{row.value:+.4f}", f"{100.0 * row.credit:.2f}%", _range(row))
+        (str(row.index), text, signed(row.value), f"{100.0 * row.credit:.2f}%", _range(row))
         for row, text in zip(rows, texts, strict=True)
     ]
     widths = [max(len(TABLE_HEADERS[c]), *(len(cell[c]) for cell in cells)) for c in range(5)]
@@ -240,7 +247,7 @@ def render_report(
         out.append("")
         title = (
             f"response {number}/{len(responses)}  reward {float(response['reward']):.4f}  "
-            f"advantage {float(response['advantage']):+.4f}"
+            f"advantage {signed(float(response['advantage']))}"
         )
         out.append(_styled(title, BOLD, color))
         out.append("  query: " + render_query(text, response, color=color, scale=scale))
@@ -282,6 +289,7 @@ __all__ = [
     "render_table",
     "segment_rows",
     "shade",
+    "signed",
     "use_color",
     "value_scale",
     "word_token_offsets",

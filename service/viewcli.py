@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,7 +42,10 @@ def open_client(url: str | None, api_key: str | None) -> Iterator[httpx.Client]:
         with httpx.Client(base_url=url, headers=headers, timeout=REMOTE_TIMEOUT_S) as client:
             yield client
         return
-    from fastapi.testclient import TestClient
+    with warnings.catch_warnings():
+        # Starlette warns that its TestClient will move to httpx2; it works as is.
+        warnings.filterwarnings("ignore", message=r".*starlette\.testclient.*deprecated")
+        from fastapi.testclient import TestClient
 
     from service.api import create_app
     from service.config import load_settings

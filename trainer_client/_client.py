@@ -13,6 +13,7 @@ import email.utils
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -495,7 +496,8 @@ def _json(response: httpx.Response) -> Any:
 
 
 def search_call(retriever: str, q: str, k: int) -> _Call:
-    return _Call("GET", f"/v1/retrievers/{retriever}/search", params={"q": q, "k": k})
+    path = f"/v1/retrievers/{urllib.parse.quote(retriever, safe='')}/search"
+    return _Call("GET", path, params={"q": q, "k": k})
 
 
 # --------------------------------------------------------------------------- the clients

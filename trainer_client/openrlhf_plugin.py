@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import json
 import logging
 import os
 import threading
@@ -270,7 +271,12 @@ def build_groups(rows: Sequence[Row], tokenizer: Any) -> tuple[list[Group], list
         where.append((g, len(members[g])))
         members[g].append(response)
     groups = [
-        Group(id=f"group-{key}", target=_target(labels[g]), responses=members[g])
+        Group(
+            id=f"group-{key}",
+            target=_target(labels[g]),
+            responses=members[g],
+            pool=_pool(labels[g]),
+        )
         for key, g in order.items()
     ]
     return groups, where
@@ -281,6 +287,19 @@ def _target(label: str) -> Target:
         return Target.from_label(label)
     except ValueError as exc:
         raise OspoPluginError(f"label {label[:80]!r}: {exc}") from exc
+
+
+def _pool(label: str) -> list[str] | None:
+    """The candidate pool of a ``{"relevant": {...}, "pool": [...]}`` label (as /reward reads it)."""
+    if not label.lstrip().startswith("{"):
+        return None
+    parsed = json.loads(label)
+    pool = parsed.get("pool") if "relevant" in parsed else None
+    if pool is None:
+        return None
+    if not isinstance(pool, list):
+        raise OspoPluginError(f"label {label[:80]!r}: 'pool' must be a list of product ids")
+    return [str(pid) for pid in pool]
 
 
 def scatter_token_values(action_mask: Any, values: Sequence[Sequence[float]], like: Any) -> Any:

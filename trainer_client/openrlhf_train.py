@@ -87,7 +87,9 @@ def runtime_env(ospo_env: Mapping[str, str], environ: Mapping[str, str]) -> dict
     env_vars = {
         "TOKENIZERS_PARALLELISM": environ.get("TOKENIZERS_PARALLELISM", "true"),
         "NCCL_DEBUG": environ.get("NCCL_DEBUG", "WARN"),
-        "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
+        "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": environ.get(
+            "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"
+        ),
         **ospo_env,
     }
     return {"env_vars": env_vars, "worker_process_setup_hook": SETUP_HOOK}

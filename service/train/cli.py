@@ -23,6 +23,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 DEFAULT_LR = {"tiny": 3e-3, "smollm2": 1e-4}
+DEFAULT_SEGMENTER = {"tiny": "word", "smollm2": "phrase"}
 DEFAULT_EVAL_QUERIES = {"tiny": None, "smollm2": 4}
 
 
@@ -45,6 +46,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--max-width", type=int, default=8, help="widest coalition")
     parser.add_argument("--max-coalitions", type=int, default=32, help="coalitions per response")
     parser.add_argument("--retriever", default="default")
+    parser.add_argument(
+        "--segmenter", choices=("phrase", "word", "sentence"), default=None,
+        help="segments of the query (default: word for tiny, whose tokens are words; phrase for smollm2)",
+    )
     parser.add_argument("--url", default=None, help="service URL (default: start one in-process)")
     parser.add_argument("--api-key", default=os.environ.get("OSPO_API_KEY"), help="default OSPO_API_KEY")
     parser.add_argument("--out", type=Path, default=Path("ospo-train"), help="output directory")
@@ -81,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         max_width=args.max_width,
         max_coalitions=args.max_coalitions,
         retriever=args.retriever,
+        segmenter=args.segmenter or DEFAULT_SEGMENTER[args.policy],
         lr=args.lr if args.lr is not None else DEFAULT_LR[args.policy],
         epochs=args.epochs,
         eval_every=args.eval_every,

@@ -73,6 +73,7 @@ class TrainConfig:
     max_coalitions: int = 32
     retriever: str = "default"
     estimator: str = "owen"
+    segmenter: str = "phrase"
     baseline: str = "group_norm"
     lr: float = 3e-3
     epochs: int = 2
@@ -97,6 +98,7 @@ class TrainConfig:
             retriever=self.retriever,
             max_width=self.max_width,
             max_coalitions=self.max_coalitions,
+            segmenter=self.segmenter,
             estimator=self.estimator,
             redistribution=ADVANTAGE_MODES[self.advantage],
             baseline=self.baseline,

@@ -31,7 +31,13 @@ def fake_attribute_answer(body: dict[str, Any]) -> dict[str, Any]:
                     "reward": float(len(response["text"])),
                     "advantage": float(r),
                     "segments": [
-                        {"start": 0, "end": 1, "text": response["text"][:1], "value": 0.5, "credit": 1.0}
+                        {
+                            "start": 0,
+                            "end": 1,
+                            "text": response["text"][:1],
+                            "value": 0.5,
+                            "credit": 1.0,
+                        }
                     ],
                     "token_advantages": None
                     if offsets is None
@@ -71,19 +77,37 @@ class FakeService:
         if request.url.path == "/reward":
             body = json.loads(request.content)
             rewards = [len(q) / 100 for q in body["query"]]
-            return httpx.Response(200, json={"rewards": rewards, "scores": rewards, "extra_logs": {}})
+            return httpx.Response(
+                200, json={"rewards": rewards, "scores": rewards, "extra_logs": {}}
+            )
         if request.url.path == "/healthz":
             return httpx.Response(200, json={"status": "ok"})
         if request.url.path == "/readyz":
-            return httpx.Response(200, json={"status": "ready", "cache": {"backend": "memory", "degraded": False}})
+            return httpx.Response(
+                200, json={"status": "ready", "cache": {"backend": "memory", "degraded": False}}
+            )
         if request.url.path == "/v1/retrievers":
             return httpx.Response(
                 200,
-                json={"retrievers": [{"name": "default", "encoder": "e", "dim": 8, "index": "flat", "size": 3, "version": "v"}]},
+                json={
+                    "retrievers": [
+                        {
+                            "name": "default",
+                            "encoder": "e",
+                            "dim": 8,
+                            "index": "flat",
+                            "size": 3,
+                            "version": "v",
+                        }
+                    ]
+                },
             )
         if request.url.path.endswith("/search"):
             k = int(request.url.params["k"])
-            results = [{"id": f"P{i}", "title": request.url.params["q"], "score": 1.0 / (i + 1)} for i in range(k)]
+            results = [
+                {"id": f"P{i}", "title": request.url.params["q"], "score": 1.0 / (i + 1)}
+                for i in range(k)
+            ]
             return httpx.Response(200, json={"results": results})
         return httpx.Response(404, json={"error": {"code": "not_found", "message": "no route"}})
 
@@ -91,9 +115,13 @@ class FakeService:
         return [json.loads(r.content) for r in self.requests if r.url.path == "/attribute"]
 
 
-def status(code: int, headers: dict[str, str] | None = None, error: dict[str, Any] | None = None) -> Callable[[httpx.Request], httpx.Response]:
+def status(
+    code: int, headers: dict[str, str] | None = None, error: dict[str, Any] | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
     def respond(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(code, headers=headers, json={"error": error or {"code": f"c{code}", "message": "m"}})
+        return httpx.Response(
+            code, headers=headers, json={"error": error or {"code": f"c{code}", "message": "m"}}
+        )
 
     return respond
 
@@ -172,17 +200,22 @@ def attribute_answer() -> Callable[[dict[str, Any]], dict[str, Any]]:
 def service_settings_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     """Small service settings: the demo catalog with a hash encoder, data_dir in a tmp dir
     shared by the session (the index is built once), no Redis."""
-    pytest.importorskip(
-        "service.api.app", reason="service.api.app.create_app is not available yet"
-    )
+    pytest.importorskip("service.api.app", reason="service.api.app.create_app is not available yet")
     from service.config import Settings
 
     root = tmp_path_factory.mktemp("ospo-service")
     config = root / "retrievers.json"
-    config.write_text(json.dumps({"retrievers": [{"name": "default", "encoder": "hash:64", "catalog": "demo"}]}))
+    config.write_text(
+        json.dumps({"retrievers": [{"name": "default", "encoder": "hash:64", "catalog": "demo"}]})
+    )
 
     def make(**overrides: Any) -> Any:
-        values: dict[str, Any] = {"data_dir": root / "data", "config_file": config, "warmup": False, "redis_url": None}
+        values: dict[str, Any] = {
+            "data_dir": root / "data",
+            "config_file": config,
+            "warmup": False,
+            "redis_url": None,
+        }
         values.update(overrides)
         return Settings(**values)
 
@@ -191,7 +224,9 @@ def service_settings_factory(tmp_path_factory: pytest.TempPathFactory) -> Callab
 
 @pytest.fixture(scope="session")
 def demo_queries() -> dict[str, str]:
-    pytest.importorskip("service.retrieval.demo", reason="service.retrieval.demo is not available yet")
+    pytest.importorskip(
+        "service.retrieval.demo", reason="service.retrieval.demo is not available yet"
+    )
     from service.retrieval.demo import build_demo_catalog
 
     return dict(build_demo_catalog(seed=0).queries)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ import pytest
 import trainer_client as tc
 
 
-def make_client(service, sleeps, **kwargs) -> tc.AsyncAttributionClient:
+def make_client(service: Any, sleeps: list[float], **kwargs: Any) -> tc.AsyncAttributionClient:
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
@@ -21,14 +22,14 @@ def make_client(service, sleeps, **kwargs) -> tc.AsyncAttributionClient:
     )
 
 
-def run(coro):
+def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
 def test_chunks_are_gathered_and_reassembled_in_order(fake_service, sleeps, make_groups):
     groups = make_groups(9, size=2)
 
-    async def go():
+    async def go() -> Any:
         async with make_client(fake_service, sleeps, max_groups_per_request=2) as client:
             return await client.attribute(groups)
 
@@ -37,13 +38,19 @@ def test_chunks_are_gathered_and_reassembled_in_order(fake_service, sleeps, make
     assert [g.id for g in result.groups] == [g.id for g in groups]
     assert result.stats.coalitions == 90
     for group, group_result in zip(groups, result.groups, strict=True):
-        assert [r.reward for r in group_result.responses] == [float(len(r.text)) for r in group.responses]
+        assert [r.reward for r in group_result.responses] == [
+            float(len(r.text)) for r in group.responses
+        ]
 
 
 def test_retries_with_backoff_and_retry_after(fake_service, sleeps, reply, make_groups):
-    fake_service.fail_next(reply.raise_(httpx.ReadTimeout), reply.status(503, headers={"Retry-After": "2"}), reply.status(500))
+    fake_service.fail_next(
+        reply.raise_(httpx.ReadTimeout),
+        reply.status(503, headers={"Retry-After": "2"}),
+        reply.status(500),
+    )
 
-    async def go():
+    async def go() -> Any:
         async with make_client(fake_service, sleeps) as client:
             return await client.attribute(make_groups(1))
 
@@ -54,7 +61,7 @@ def test_retries_with_backoff_and_retry_after(fake_service, sleeps, reply, make_
 def test_errors_are_mapped(fake_service, sleeps, reply, make_groups):
     fake_service.fail_next(reply.status(401, error={"code": "unauthorized", "message": "key"}))
 
-    async def go():
+    async def go() -> Any:
         async with make_client(fake_service, sleeps) as client:
             await client.attribute(make_groups(1))
 
@@ -66,7 +73,7 @@ def test_errors_are_mapped(fake_service, sleeps, reply, make_groups):
 def test_gives_up_after_retries(fake_service, sleeps, reply, make_groups):
     fake_service.fail_next(*[reply.raise_(httpx.ConnectError)] * 4)
 
-    async def go():
+    async def go() -> Any:
         async with make_client(fake_service, sleeps, max_retries=3) as client:
             await client.attribute(make_groups(1))
 
@@ -76,7 +83,7 @@ def test_gives_up_after_retries(fake_service, sleeps, reply, make_groups):
 
 
 def test_other_endpoints(fake_service, sleeps):
-    async def go():
+    async def go() -> Any:
         async with make_client(fake_service, sleeps, api_key="k") as client:
             return (
                 await client.reward(["q"], ["p"], ["l"]),
@@ -105,9 +112,12 @@ def test_concurrency_is_bounded(attribute_answer, make_groups):
         in_flight -= 1
         return httpx.Response(200, json=attribute_answer(json.loads(request.content)))
 
-    async def go():
+    async def go() -> Any:
         client = tc.AsyncAttributionClient(
-            "http://ospo.test", transport=httpx.MockTransport(handler), max_groups_per_request=1, max_concurrency=3
+            "http://ospo.test",
+            transport=httpx.MockTransport(handler),
+            max_groups_per_request=1,
+            max_concurrency=3,
         )
         async with client:
             return await client.attribute(make_groups(10))

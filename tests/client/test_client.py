@@ -4,6 +4,7 @@ chunking order and stats, error mapping, auth header."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ import trainer_client as tc
 from trainer_client._client import backoff_delay, parse_retry_after, split_groups
 
 
-def make_client(service, sleeps, **kwargs) -> tc.AttributionClient:
+def make_client(service: Any, sleeps: list[float], **kwargs: Any) -> tc.AttributionClient:
     kwargs.setdefault("jitter", lambda: 0.0)
     return tc.AttributionClient(
         "http://ospo.test", transport=httpx.MockTransport(service), sleep=sleeps.append, **kwargs
@@ -26,7 +27,14 @@ def test_attribute_round_trip_sends_documented_body(fake_service, sleeps):
         id="step1/p0",
         target=tc.Target(relevant={"P1": 2.0, "P2": 1.0}),
         pool=["P1", "P2", "P3"],
-        responses=[tc.Response(text="<answer>red boots</answer>", span=(8, 17), token_offsets=[(8, 11), (12, 17), (17, 17)], reward=0.5)],
+        responses=[
+            tc.Response(
+                text="<answer>red boots</answer>",
+                span=(8, 17),
+                token_offsets=[(8, 11), (12, 17), (17, 17)],
+                reward=0.5,
+            )
+        ],
     )
     options = tc.Options(retriever="default", max_width=4, clip=None, seed=7)
     with make_client(fake_service, sleeps) as client:
@@ -36,7 +44,14 @@ def test_attribute_round_trip_sends_documented_body(fake_service, sleeps):
         "id": "step1/p0",
         "target": {"relevant": {"P1": 2.0, "P2": 1.0}},
         "pool": ["P1", "P2", "P3"],
-        "responses": [{"text": "<answer>red boots</answer>", "span": [8, 17], "token_offsets": [[8, 11], [12, 17], [17, 17]], "reward": 0.5}],
+        "responses": [
+            {
+                "text": "<answer>red boots</answer>",
+                "span": [8, 17],
+                "token_offsets": [[8, 11], [12, 17], [17, 17]],
+                "reward": 0.5,
+            }
+        ],
     }
     # Unset options are omitted (service defaults); clip=None is sent to disable clipping.
     assert body["options"] == {"retriever": "default", "max_width": 4, "clip": None, "seed": 7}
@@ -67,9 +82,13 @@ def test_no_auth_header_without_key(fake_service, sleeps):
 
 
 @pytest.mark.parametrize("code", [429, 500, 502, 503, 504])
-def test_retryable_statuses_are_retried_with_exponential_backoff(fake_service, sleeps, reply, make_groups, code):
+def test_retryable_statuses_are_retried_with_exponential_backoff(
+    fake_service, sleeps, reply, make_groups, code
+):
     fake_service.fail_next(reply.status(code), reply.status(code), reply.status(code))
-    with make_client(fake_service, sleeps, retry=tc.RetryPolicy(max_retries=5, backoff_base=0.5)) as client:
+    with make_client(
+        fake_service, sleeps, retry=tc.RetryPolicy(max_retries=5, backoff_base=0.5)
+    ) as client:
         result = client.attribute(make_groups(1))
     assert len(result.groups) == 1
     assert len(fake_service.requests) == 4
@@ -86,17 +105,31 @@ def test_backoff_is_capped(fake_service, sleeps, reply, make_groups):
 
 
 def test_retry_after_is_honoured(fake_service, sleeps, reply, make_groups):
-    fake_service.fail_next(reply.status(503, headers={"Retry-After": "7"}), reply.status(429, headers={"Retry-After": "0"}))
+    fake_service.fail_next(
+        reply.status(503, headers={"Retry-After": "7"}),
+        reply.status(429, headers={"Retry-After": "0"}),
+    )
     with make_client(fake_service, sleeps) as client:
         client.attribute(make_groups(1))
     assert sleeps == [7.0, 0.0]
 
 
-def test_gives_up_after_max_retries_with_service_unavailable(fake_service, sleeps, reply, make_groups):
-    fake_service.fail_next(*[reply.status(503, error={"code": "overloaded", "message": "busy", "field": None})] * 10)
-    with make_client(fake_service, sleeps, max_retries=2) as client, pytest.raises(tc.ServiceUnavailable) as info:
+def test_gives_up_after_max_retries_with_service_unavailable(
+    fake_service, sleeps, reply, make_groups
+):
+    fake_service.fail_next(
+        *[reply.status(503, error={"code": "overloaded", "message": "busy", "field": None})] * 10
+    )
+    with (
+        make_client(fake_service, sleeps, max_retries=2) as client,
+        pytest.raises(tc.ServiceUnavailable) as info,
+    ):
         client.attribute(make_groups(1))
-    assert info.value.status == 503 and info.value.code == "overloaded" and info.value.message == "busy"
+    assert (
+        info.value.status == 503
+        and info.value.code == "overloaded"
+        and info.value.message == "busy"
+    )
     assert len(fake_service.requests) == 3 and len(sleeps) == 2
 
 
@@ -111,7 +144,9 @@ def test_gives_up_after_max_retries_with_service_unavailable(fake_service, sleep
         (httpx.RemoteProtocolError, tc.NetworkError),
     ],
 )
-def test_transport_errors_are_retried_then_mapped(fake_service, sleeps, reply, make_groups, httpx_error, ours):
+def test_transport_errors_are_retried_then_mapped(
+    fake_service, sleeps, reply, make_groups, httpx_error, ours
+):
     fake_service.fail_next(*[reply.raise_(httpx_error)] * 3)
     with make_client(fake_service, sleeps, max_retries=2) as client, pytest.raises(ours) as info:
         client.attribute(make_groups(1))
@@ -129,14 +164,29 @@ def test_transport_error_then_success(fake_service, sleeps, reply, make_groups):
 
 @pytest.mark.parametrize(
     ("code", "exc_type"),
-    [(400, tc.ClientRequestError), (401, tc.AuthenticationError), (404, tc.ClientRequestError), (422, tc.ClientRequestError)],
+    [
+        (400, tc.ClientRequestError),
+        (401, tc.AuthenticationError),
+        (404, tc.ClientRequestError),
+        (422, tc.ClientRequestError),
+    ],
 )
-def test_client_errors_are_not_retried_and_carry_the_error_body(fake_service, sleeps, reply, make_groups, code, exc_type):
-    error = {"code": "invalid_request", "message": "bad offsets", "field": "groups[0].responses[1].token_offsets"}
+def test_client_errors_are_not_retried_and_carry_the_error_body(
+    fake_service, sleeps, reply, make_groups, code, exc_type
+):
+    error = {
+        "code": "invalid_request",
+        "message": "bad offsets",
+        "field": "groups[0].responses[1].token_offsets",
+    }
     fake_service.fail_next(reply.status(code, error=error))
     with make_client(fake_service, sleeps) as client, pytest.raises(exc_type) as info:
         client.attribute(make_groups(1))
-    assert (info.value.status, info.value.code, info.value.field) == (code, "invalid_request", error["field"])
+    assert (info.value.status, info.value.code, info.value.field) == (
+        code,
+        "invalid_request",
+        error["field"],
+    )
     assert "bad offsets" in str(info.value)
     assert not isinstance(info.value, tc.ServiceUnavailable)
     assert len(fake_service.requests) == 1 and sleeps == []
@@ -144,7 +194,10 @@ def test_client_errors_are_not_retried_and_carry_the_error_body(fake_service, sl
 
 def test_error_without_json_body(fake_service, sleeps):
     fake_service.fail_next(lambda request: httpx.Response(502, text="<html>bad gateway</html>"))
-    with make_client(fake_service, sleeps, max_retries=0) as client, pytest.raises(tc.ServiceUnavailable) as info:
+    with (
+        make_client(fake_service, sleeps, max_retries=0) as client,
+        pytest.raises(tc.ServiceUnavailable) as info,
+    ):
         client.attribute([tc.Group("g", tc.Target(query_id="q"), [tc.Response("t")])])
     assert info.value.code == "http_502" and "bad gateway" in info.value.message
 
@@ -162,23 +215,37 @@ def test_token_advantage_count_mismatch_is_detected(fake_service, sleeps, make_g
         return httpx.Response(200, json=answer)
 
     fake_service.fail_next(short)
-    with make_client(fake_service, sleeps) as client, pytest.raises(tc.ResponseFormatError, match="token advantages"):
+    with (
+        make_client(fake_service, sleeps) as client,
+        pytest.raises(tc.ResponseFormatError, match="token advantages"),
+    ):
         client.attribute(make_groups(1))
 
 
-def fake_service_answer(request):
+def fake_service_answer(request: httpx.Request) -> dict[str, Any]:
     body = json.loads(request.content)
     groups = []
     for group in body["groups"]:
         responses = [
-            {"reward": 0.0, "advantage": 0.0, "segments": [], "token_advantages": [0.0] * len(r.get("token_offsets") or [])}
+            {
+                "reward": 0.0,
+                "advantage": 0.0,
+                "segments": [],
+                "token_advantages": [0.0] * len(r.get("token_offsets") or []),
+            }
             for r in group["responses"]
         ]
         groups.append({"id": group["id"], "responses": responses})
-    return {"groups": groups, "stats": {}, "model": {"retriever": "r", "encoder": "e", "index_version": "v"}}
+    return {
+        "groups": groups,
+        "stats": {},
+        "model": {"retriever": "r", "encoder": "e", "index_version": "v"},
+    }
 
 
-def test_large_batches_are_split_into_chunks_and_reassembled_in_order(fake_service, sleeps, make_groups):
+def test_large_batches_are_split_into_chunks_and_reassembled_in_order(
+    fake_service, sleeps, make_groups
+):
     groups = make_groups(11, size=3)
     with make_client(fake_service, sleeps, max_groups_per_request=4, max_concurrency=3) as client:
         result = client.attribute(groups)
@@ -187,7 +254,9 @@ def test_large_batches_are_split_into_chunks_and_reassembled_in_order(fake_servi
     assert [g.id for g in result.groups] == [g.id for g in groups]
     # each response's reward is its own text length: the pairing survived reassembly
     for group, group_result in zip(groups, result.groups, strict=True):
-        assert [r.reward for r in group_result.responses] == [float(len(r.text)) for r in group.responses]
+        assert [r.reward for r in group_result.responses] == [
+            float(len(r.text)) for r in group.responses
+        ]
     # stats are summed over the 3 chunks
     assert result.stats.coalitions == 10 * 11
     assert result.stats.cache_hits == 3
@@ -196,7 +265,10 @@ def test_large_batches_are_split_into_chunks_and_reassembled_in_order(fake_servi
 
 def test_a_failing_chunk_fails_the_call(fake_service, sleeps, reply, make_groups):
     fake_service.fail_next(reply.status(422))
-    with make_client(fake_service, sleeps, max_groups_per_request=2) as client, pytest.raises(tc.ClientRequestError):
+    with (
+        make_client(fake_service, sleeps, max_groups_per_request=2) as client,
+        pytest.raises(tc.ClientRequestError),
+    ):
         client.attribute(make_groups(5))
 
 
@@ -211,7 +283,11 @@ def test_reward_retrievers_search_health(fake_service, sleeps):
         assert client.healthz()
         ready = client.readyz()
         assert ready.ready and ready.cache_backend == "memory" and ready.cache_degraded is False
-    assert json.loads(fake_service.requests[0].content) == {"query": ["abc", "abcdef"], "prompts": ["p", "p"], "labels": ["q1", "q1"]}
+    assert json.loads(fake_service.requests[0].content) == {
+        "query": ["abc", "abcdef"],
+        "prompts": ["p", "p"],
+        "labels": ["q1", "q1"],
+    }
 
 
 def test_readyz_not_ready_is_returned_not_raised(fake_service, sleeps):
@@ -238,7 +314,9 @@ def test_default_timeout_is_180s_read():
     client.close()
 
 
-@given(st.integers(0, 20), st.floats(0, 1, exclude_max=True), st.floats(0.01, 5), st.floats(0.01, 60))
+@given(
+    st.integers(0, 20), st.floats(0, 1, exclude_max=True), st.floats(0.01, 5), st.floats(0.01, 60)
+)
 @settings(max_examples=200, deadline=None)
 def test_backoff_delay_stays_in_its_window(attempt, jitter, base, cap):
     policy = tc.RetryPolicy(backoff_base=base, backoff_max=cap)
@@ -257,6 +335,12 @@ def test_parse_retry_after():
 @given(st.integers(0, 40), st.integers(1, 9))
 def test_split_groups_keeps_order_and_bounds(n, size):
     items = list(range(n))
-    chunks = split_groups(items, size)  # type: ignore[arg-type]
+    chunks: list[list[Any]] = split_groups(items, size)  # type: ignore[arg-type]
     assert [x for chunk in chunks for x in chunk] == items
     assert all(1 <= len(chunk) <= size for chunk in chunks)
+
+
+def test_search_escapes_the_retriever_name(fake_service, sleeps):
+    with make_client(fake_service, sleeps) as client:
+        client.search("a/b c", "boots", k=1)
+    assert fake_service.requests[0].url.raw_path.startswith(b"/v1/retrievers/a%2Fb%20c/search?")

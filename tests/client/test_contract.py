@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,13 +17,15 @@ pytest.importorskip("service.api.app", reason="service.api.app.create_app is not
 
 
 @contextlib.asynccontextmanager
-async def asgi_client(settings, **kwargs):
+async def asgi_client(settings: Any, **kwargs: Any) -> AsyncIterator[tc.AsyncAttributionClient]:
     from service.api.app import create_app
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with tc.AsyncAttributionClient("http://ospo.asgi", transport=transport, **kwargs) as client:
+        async with tc.AsyncAttributionClient(
+            "http://ospo.asgi", transport=transport, **kwargs
+        ) as client:
             yield client
 
 
@@ -29,25 +33,33 @@ def answer_text(query: str) -> str:
     return f"<think>the user wants something</think><answer>{query}</answer>"
 
 
-def groups_for(queries: dict[str, str], tokenizer, n_groups: int) -> list[tc.Group]:
+def groups_for(queries: dict[str, str], tokenizer: Any, n_groups: int) -> list[tc.Group]:
     groups = []
     for qid in sorted(queries)[:n_groups]:
-        texts = [answer_text(queries[qid]), answer_text(" ".join(queries[qid].split()[:3])), answer_text("blue socks")]
+        texts = [
+            answer_text(queries[qid]),
+            answer_text(" ".join(queries[qid].split()[:3])),
+            answer_text("blue socks"),
+        ]
         responses = []
         for text in texts:
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             offsets = tc.token_offsets(tokenizer, ids)
             responses.append(tc.Response(text=offsets.text, token_offsets=offsets.offsets))
-        groups.append(tc.Group(id=f"prompt-{qid}", target=tc.Target(query_id=qid), responses=responses))
+        groups.append(
+            tc.Group(id=f"prompt-{qid}", target=tc.Target(query_id=qid), responses=responses)
+        )
     return groups
 
 
-def test_async_attribute_against_the_real_app(service_settings_factory, demo_queries, smollm2_tokenizer):
+def test_async_attribute_against_the_real_app(
+    service_settings_factory, demo_queries, smollm2_tokenizer
+):
     groups = groups_for(demo_queries, smollm2_tokenizer, 3)
     # Clipping uses the std over the whole request, so only unclipped answers are chunk-invariant.
     options = tc.Options(seed=3, clip=None)
 
-    async def go():
+    async def go() -> Any:
         async with asgi_client(service_settings_factory()) as client:
             whole = await client.attribute(groups, options)
         async with asgi_client(service_settings_factory(), max_groups_per_request=1) as client:
@@ -59,7 +71,7 @@ def test_async_attribute_against_the_real_app(service_settings_factory, demo_que
     for group, result in zip(groups, whole.groups, strict=True):
         for response, answered in zip(group.responses, result.responses, strict=True):
             assert answered.token_advantages is not None
-            assert len(answered.token_advantages) == len(response.token_offsets)
+            assert len(answered.token_advantages) == len(response.token_offsets or ())
             assert 0.0 <= answered.reward <= 1.0
         # group_norm advantages sum to ~0 within a group
         assert abs(sum(r.advantage for r in result.responses)) < 1e-6
@@ -76,15 +88,25 @@ def test_async_attribute_against_the_real_app(service_settings_factory, demo_que
 
 def test_async_error_mapping_against_the_real_app(service_settings_factory):
     bad_offsets = tc.Group(
-        id="g", target=tc.Target(query_id="demo-0000"), responses=[tc.Response("<answer>boots</answer>", token_offsets=[(0, 999)])]
+        id="g",
+        target=tc.Target(query_id="demo-0000"),
+        responses=[tc.Response("<answer>boots</answer>", token_offsets=[(0, 999)])],
     )
     unknown_retriever = tc.Options(retriever="no-such-retriever")
-    good = tc.Group(id="g", target=tc.Target(query_id="demo-0000"), responses=[tc.Response("<answer>boots</answer>")])
+    good = tc.Group(
+        id="g",
+        target=tc.Target(query_id="demo-0000"),
+        responses=[tc.Response("<answer>boots</answer>")],
+    )
 
-    async def go():
+    async def go() -> Any:
         errors = []
         async with asgi_client(service_settings_factory()) as client:
-            for call in (client.attribute([bad_offsets]), client.attribute([good], unknown_retriever), client.search("nope", "x")):
+            for call in (
+                client.attribute([bad_offsets]),
+                client.attribute([good], unknown_retriever),
+                client.search("nope", "x"),
+            ):
                 try:
                     await call
                 except tc.OspoClientError as exc:
@@ -99,9 +121,13 @@ def test_async_error_mapping_against_the_real_app(service_settings_factory):
 
 
 def test_async_api_key_against_the_real_app(service_settings_factory):
-    group = tc.Group(id="g", target=tc.Target(query_id="demo-0001"), responses=[tc.Response("<answer>boots</answer>")])
+    group = tc.Group(
+        id="g",
+        target=tc.Target(query_id="demo-0001"),
+        responses=[tc.Response("<answer>boots</answer>")],
+    )
 
-    async def go(key):
+    async def go(key: str | None) -> Any:
         async with asgi_client(service_settings_factory(api_key="s3cret"), api_key=key) as client:
             assert await client.healthz()
             return await client.attribute([group])

@@ -26,15 +26,28 @@ def test_exported_members_say_where_they_live():
 def test_exception_tree_matches_the_docstring():
     e = trainer_client
     assert issubclass(e.TransportError, e.OspoClientError)
-    for leaf in (e.ConnectError, e.ConnectTimeout, e.ReadTimeout, e.WriteTimeout, e.PoolTimeout, e.NetworkError):
+    for leaf in (
+        e.ConnectError,
+        e.ConnectTimeout,
+        e.ReadTimeout,
+        e.WriteTimeout,
+        e.PoolTimeout,
+        e.NetworkError,
+    ):
         assert issubclass(leaf, e.TransportError)
     assert issubclass(e.ClientRequestError, e.ServerError)
     assert issubclass(e.AuthenticationError, e.ClientRequestError)
     assert issubclass(e.ServiceUnavailable, e.ServerError)
     assert not issubclass(e.ServiceUnavailable, e.ClientRequestError)
     assert issubclass(e.ResponseFormatError, e.OspoClientError)
-    doc = inspect.getmodule(e.OspoClientError).__doc__
-    for name in ("OspoClientError", "TransportError", "ServerError", "ClientRequestError", "ServiceUnavailable"):
+    doc = inspect.getmodule(e.OspoClientError).__doc__ or ""  # type: ignore[union-attr]
+    for name in (
+        "OspoClientError",
+        "TransportError",
+        "ServerError",
+        "ClientRequestError",
+        "ServiceUnavailable",
+    ):
         assert name in doc
 
 

@@ -3,6 +3,8 @@ byte-level BPE). Spans are canonical, cover the decoded text, and both paths agr
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,13 +17,31 @@ TEXTS = [
     "a",
 ]
 ASCII_WORDS = st.lists(
-    st.sampled_from(["boots", "red", "leather", "for", "women", "size", "8", "-", ",", "<answer>", "</answer>", "hiking", "waterproof", "x2", "!"]),
+    st.sampled_from(
+        [
+            "boots",
+            "red",
+            "leather",
+            "for",
+            "women",
+            "size",
+            "8",
+            "-",
+            ",",
+            "<answer>",
+            "</answer>",
+            "hiking",
+            "waterproof",
+            "x2",
+            "!",
+        ]
+    ),
     min_size=1,
     max_size=12,
 ).map(" ".join)
 
 
-def check_canonical(result):
+def check_canonical(result: Any) -> None:
     text = result.text
     previous_end = 0
     for start, end in result.offsets:
@@ -33,7 +53,7 @@ def check_canonical(result):
     assert covered == "".join(text.split())
 
 
-def with_special(tokenizer, text):
+def with_special(tokenizer: Any, text: str) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return [*ids, tokenizer.all_special_ids[0]]
 
@@ -70,10 +90,15 @@ def test_fallback_gives_the_same_spans_on_ascii(request, which, text):
 
 
 @given(text=ASCII_WORDS)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_fallback_matches_fast_path_property(smollm2_tokenizer, text):
     ids = smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert token_offsets(smollm2_tokenizer, ids, method="decode").offsets == token_offsets(smollm2_tokenizer, ids).offsets
+    assert (
+        token_offsets(smollm2_tokenizer, ids, method="decode").offsets
+        == token_offsets(smollm2_tokenizer, ids).offsets
+    )
 
 
 def test_multibyte_characters_with_byte_level_tokens(smollm2_tokenizer):

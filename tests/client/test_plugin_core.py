@@ -3,6 +3,8 @@ advantages at the action positions out; settings, checks and the launcher's flag
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import trainer_client as tc
@@ -30,15 +32,19 @@ class RecordingClient:
                     reward=0.25 * r,
                     advantage=float(r),
                     segments=(tc.Segment(0, 1, "x", 0.1, 1.0),) * (r + 1),
-                    token_advantages=tuple(100.0 * g + 10.0 * r + t for t in range(len(resp.token_offsets))),
+                    token_advantages=tuple(
+                        100.0 * g + 10.0 * r + t for t in range(len(resp.token_offsets))
+                    ),
                 )
                 for r, resp in enumerate(group.responses)
             )
             results.append(tc.GroupResult(id=group.id, responses=responses))
-        return tc.AttributeResult(groups=tuple(results), stats=tc.Stats(), model=tc.ModelInfo("r", "e", "v"))
+        return tc.AttributeResult(
+            groups=tuple(results), stats=tc.Stats(), model=tc.ModelInfo("r", "e", "v")
+        )
 
 
-def batch(tokenizer, prompts, responses, pad_id):
+def batch(tokenizer: Any, prompts: list[str], responses: list[str], pad_id: int) -> Any:
     """Right-padded (sequences, action_mask) in OpenRLHF's layout: mask[t] is token t+1."""
     rows = []
     for prompt, response in zip(prompts, responses, strict=True):
@@ -55,27 +61,40 @@ def batch(tokenizer, prompts, responses, pad_id):
 
 
 PROMPTS = ["find boots", "find boots", "cheap kettle please", "cheap kettle please"]
-RESPONSES = ["<answer>red boots</answer>", "<answer>waterproof leather hiking boots size 8</answer>", "<answer>kettle</answer>", "<answer>copper kettle under 20 dollars</answer>"]
+RESPONSES = [
+    "<answer>red boots</answer>",
+    "<answer>waterproof leather hiking boots size 8</answer>",
+    "<answer>kettle</answer>",
+    "<answer>copper kettle under 20 dollars</answer>",
+]
 
 
 def test_token_advantages_land_exactly_on_action_positions(minilm_tokenizer):
-    sequences, action_mask, rows = batch(minilm_tokenizer, PROMPTS, RESPONSES, minilm_tokenizer.pad_token_id)
+    sequences, action_mask, rows = batch(
+        minilm_tokenizer, PROMPTS, RESPONSES, minilm_tokenizer.pad_token_id
+    )
     client = RecordingClient()
     advantages, info = plugin.ospo_token_advantages(
-        sequences, action_mask, PROMPTS, ["q1", "q1", "q2", "q2"], minilm_tokenizer, torch.zeros(4), client=client
+        sequences,
+        action_mask,
+        PROMPTS,
+        ["q1", "q1", "q2", "q2"],
+        minilm_tokenizer,
+        torch.zeros(4),
+        client=client,
     )
     assert advantages.shape == action_mask.shape
-    (groups, _), = client.calls
+    ((groups, _),) = client.calls
     assert [len(g.responses) for g in groups] == [2, 2]  # grouped by prompt
     assert [g.target for g in groups] == [tc.Target(query_id="q1"), tc.Target(query_id="q2")]
-    for i, (p, r) in enumerate(rows):
+    for i, (_prompt_ids, r) in enumerate(rows):
         g, j = divmod(i, 2)
         expected = [100.0 * g + 10.0 * j + t for t in range(len(r))]
         assert advantages[i][action_mask[i]].tolist() == expected
         assert advantages[i][~action_mask[i]].abs().sum() == 0  # prompt and padding stay 0
         # the response ids sent are sequences[i, 1:][mask]: the shifted positions
         sent = groups[g].responses[j]
-        assert len(sent.token_offsets) == len(r)
+        assert len(sent.token_offsets or ()) == len(r)
         assert "answer" in sent.text
     assert info["ospo_segments"].tolist() == [1.0, 2.0, 1.0, 2.0]
     assert info["ospo_fallback"].tolist() == [0.0] * 4
@@ -86,11 +105,19 @@ def test_explicit_groups_and_rewards_are_sent(minilm_tokenizer):
     sequences, action_mask, _ = batch(minilm_tokenizer, PROMPTS, RESPONSES, 0)
     client = RecordingClient()
     plugin.ospo_token_advantages(
-        sequences, action_mask, PROMPTS, ['{"P1": 2}'] * 2 + ["q2"] * 2, minilm_tokenizer, torch.zeros(4),
-        client=client, groups=[0, 0, 1, 1], rewards=[0.1, 0.2, 0.3, 0.4],
+        sequences,
+        action_mask,
+        PROMPTS,
+        ['{"P1": 2}'] * 2 + ["q2"] * 2,
+        minilm_tokenizer,
+        torch.zeros(4),
+        client=client,
+        groups=[0, 0, 1, 1],
+        rewards=[0.1, 0.2, 0.3, 0.4],
     )
-    (groups, _), = client.calls
+    ((groups, _),) = client.calls
     assert groups[0].target == tc.Target(relevant={"P1": 2.0})
+    assert groups[0].pool is None
     assert [r.reward for g in groups for r in g.responses] == [0.1, 0.2, 0.3, 0.4]
 
 
@@ -99,10 +126,19 @@ def test_fallback_keeps_scalar_advantages(minilm_tokenizer):
     scalars = torch.tensor([0.7, -0.7, 1.0, -1.0])
     client = RecordingClient(error=tc.ConnectError("down"))
     advantages, info = plugin.ospo_token_advantages(
-        sequences, action_mask, PROMPTS, ["q"] * 4, minilm_tokenizer, scalars, client=client, on_failure="fallback"
+        sequences,
+        action_mask,
+        PROMPTS,
+        ["q"] * 4,
+        minilm_tokenizer,
+        scalars,
+        client=client,
+        on_failure="fallback",
     )
     for i in range(4):
-        assert torch.allclose(advantages[i][action_mask[i]], scalars[i].expand(int(action_mask[i].sum())))
+        assert torch.allclose(
+            advantages[i][action_mask[i]], scalars[i].expand(int(action_mask[i].sum()))
+        )
         assert advantages[i][~action_mask[i]].abs().sum() == 0
     assert info["ospo_fallback"].tolist() == [1.0] * 4
 
@@ -111,7 +147,12 @@ def test_fail_mode_raises(minilm_tokenizer):
     sequences, action_mask, _ = batch(minilm_tokenizer, PROMPTS, RESPONSES, 0)
     with pytest.raises(tc.ServiceUnavailable):
         plugin.ospo_token_advantages(
-            sequences, action_mask, PROMPTS, ["q"] * 4, minilm_tokenizer, torch.zeros(4),
+            sequences,
+            action_mask,
+            PROMPTS,
+            ["q"] * 4,
+            minilm_tokenizer,
+            torch.zeros(4),
             client=RecordingClient(error=tc.ServiceUnavailable(503, "overloaded", "busy")),
         )
 
@@ -120,8 +161,14 @@ def test_inconsistent_groups_are_refused(minilm_tokenizer):
     sequences, action_mask, _ = batch(minilm_tokenizer, PROMPTS, RESPONSES, 0)
     with pytest.raises(plugin.OspoPluginError, match="disagree"):
         plugin.ospo_token_advantages(
-            sequences, action_mask, PROMPTS, ["q"] * 4, minilm_tokenizer, torch.zeros(4),
-            client=RecordingClient(), groups=[0, 0, 0, 0],
+            sequences,
+            action_mask,
+            PROMPTS,
+            ["q"] * 4,
+            minilm_tokenizer,
+            torch.zeros(4),
+            client=RecordingClient(),
+            groups=[0, 0, 0, 0],
         )
 
 
@@ -147,15 +194,24 @@ def test_settings_from_env():
             "OSPO_MAX_RETRIES": "0",
         }
     )
-    assert (settings.url, settings.redistribution, settings.max_width, settings.max_coalitions) == ("http://h:8000", "rank", 4, 32)
+    assert (settings.url, settings.redistribution, settings.max_width, settings.max_coalitions) == (
+        "http://h:8000",
+        "rank",
+        4,
+        32,
+    )
     assert settings.clip is None and settings.on_failure == "fallback" and not settings.send_reward
     assert settings.max_retries == 0
     options = settings.options("dr_grpo")
     assert options.baseline == "dr_grpo" and options.seed == 9 and options.clip is None
     defaults = plugin.PluginSettings.from_env({"OSPO_ATTRIBUTE_URL": "http://h"})
     assert defaults.clip is tc.UNSET and defaults.on_failure == "fail" and defaults.max_retries == 5
-    for bad in ({}, {"OSPO_ATTRIBUTE_URL": "u", "OSPO_ON_FAILURE": "ignore"}, {"OSPO_ATTRIBUTE_URL": "u", "OSPO_SEED": "x"},
-                {"OSPO_ATTRIBUTE_URL": "u", "OSPO_REDISTRIBUTION": "magic"}):
+    for bad in (
+        {},
+        {"OSPO_ATTRIBUTE_URL": "u", "OSPO_ON_FAILURE": "ignore"},
+        {"OSPO_ATTRIBUTE_URL": "u", "OSPO_SEED": "x"},
+        {"OSPO_ATTRIBUTE_URL": "u", "OSPO_REDISTRIBUTION": "magic"},
+    ):
         with pytest.raises(plugin.OspoPluginError):
             plugin.PluginSettings.from_env(bad)
 
@@ -168,22 +224,41 @@ def test_version_check():
             plugin.check_openrlhf_version(other)
 
 
-@pytest.mark.parametrize("estimator", ["gae", "reinforce", "reinforce_baseline", "flash_reinforce", None])
+@pytest.mark.parametrize(
+    "estimator", ["gae", "reinforce", "reinforce_baseline", "flash_reinforce", None]
+)
 def test_non_group_estimators_are_refused(estimator):
     with pytest.raises(plugin.OspoPluginError, match="group_norm"):
         plugin.check_estimator(estimator)
 
 
 def test_group_estimators_are_accepted():
-    assert [plugin.check_estimator(e) for e in ("group_norm", "dr_grpo", "rloo")] == ["group_norm", "dr_grpo", "rloo"]
+    assert [plugin.check_estimator(e) for e in ("group_norm", "dr_grpo", "rloo")] == [
+        "group_norm",
+        "dr_grpo",
+        "rloo",
+    ]
 
 
 def test_launcher_strips_ospo_flags():
-    argv = ["--actor.model_name_or_path", "m", "--ospo.url", "http://svc:8000", "--algo.advantage.estimator", "group_norm",
-            "--ospo.on_failure=fallback", "--ospo.max-width", "4"]
+    argv = [
+        "--actor.model_name_or_path",
+        "m",
+        "--ospo.url",
+        "http://svc:8000",
+        "--algo.advantage.estimator",
+        "group_norm",
+        "--ospo.on_failure=fallback",
+        "--ospo.max-width",
+        "4",
+    ]
     rest, env = openrlhf_train.split_ospo_flags(argv)
     assert rest == ["--actor.model_name_or_path", "m", "--algo.advantage.estimator", "group_norm"]
-    assert env == {"OSPO_ATTRIBUTE_URL": "http://svc:8000", "OSPO_ON_FAILURE": "fallback", "OSPO_MAX_WIDTH": "4"}
+    assert env == {
+        "OSPO_ATTRIBUTE_URL": "http://svc:8000",
+        "OSPO_ON_FAILURE": "fallback",
+        "OSPO_MAX_WIDTH": "4",
+    }
     with pytest.raises(plugin.OspoPluginError, match="unknown flag"):
         openrlhf_train.split_ospo_flags(["--ospo.nope", "1"])
     with pytest.raises(plugin.OspoPluginError, match="needs a value"):
@@ -196,15 +271,33 @@ def test_launcher_inits_ray_with_the_hook_then_runs_openrlhf(monkeypatch):
             monkeypatch.delenv(key)
     # main() exports the OSPO_* variables to this process too; let monkeypatch undo that.
     monkeypatch.setenv("OSPO_ATTRIBUTE_URL", "placeholder")
-    calls = []
-    argv = ["--algo.advantage.estimator", "group_norm", "--ospo.url", "http://svc:8000", "--rollout.n_samples_per_prompt", "8"]
-    status = openrlhf_train.main(argv, ray_init=lambda env: calls.append(("ray", env)), run=lambda a: calls.append(("run", a)))
+    calls: list[tuple[str, Any]] = []
+    argv = [
+        "--algo.advantage.estimator",
+        "group_norm",
+        "--ospo.url",
+        "http://svc:8000",
+        "--rollout.n_samples_per_prompt",
+        "8",
+    ]
+    status = openrlhf_train.main(
+        argv,
+        ray_init=lambda env: calls.append(("ray", env)),
+        run=lambda a: calls.append(("run", a)),
+    )
     assert status == 0
     (_, env), (_, run_argv) = calls
     assert env["worker_process_setup_hook"] == "trainer_client.openrlhf_plugin.install"
     assert env["env_vars"]["OSPO_ATTRIBUTE_URL"] == "http://svc:8000"
-    assert {"TOKENIZERS_PARALLELISM", "NCCL_DEBUG", "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS"} <= set(env["env_vars"])
-    assert run_argv == ["--algo.advantage.estimator", "group_norm", "--rollout.n_samples_per_prompt", "8"]
+    assert {"TOKENIZERS_PARALLELISM", "NCCL_DEBUG", "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS"} <= set(
+        env["env_vars"]
+    )
+    assert run_argv == [
+        "--algo.advantage.estimator",
+        "group_norm",
+        "--rollout.n_samples_per_prompt",
+        "8",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -217,7 +310,25 @@ def test_launcher_inits_ray_with_the_hook_then_runs_openrlhf(monkeypatch):
 )
 def test_launcher_refuses_before_starting_ray(monkeypatch, capsys, argv):
     monkeypatch.delenv("OSPO_ATTRIBUTE_URL", raising=False)
-    started = []
+    started: list[Any] = []
     status = openrlhf_train.main(argv, ray_init=started.append, run=started.append)
     assert status == 2 and started == []
     assert "trainer_client.openrlhf_train:" in capsys.readouterr().err
+
+
+def test_graded_label_with_a_pool(minilm_tokenizer):
+    sequences, action_mask, _ = batch(minilm_tokenizer, PROMPTS[:2], RESPONSES[:2], 0)
+    label = '{"relevant": {"P1": 1}, "pool": ["P1", "P7", "P8"]}'
+    client = RecordingClient()
+    plugin.ospo_token_advantages(
+        sequences,
+        action_mask,
+        PROMPTS[:2],
+        [label, label],
+        minilm_tokenizer,
+        torch.zeros(2),
+        client=client,
+    )
+    ((groups, _),) = client.calls
+    assert groups[0].target == tc.Target(relevant={"P1": 1.0})
+    assert list(groups[0].pool or ()) == ["P1", "P7", "P8"]

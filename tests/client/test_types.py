@@ -25,12 +25,14 @@ def test_target_from_label_forms():
     assert Target.from_label('{"P1": 2, "P2": 1}').relevant == {"P1": 2.0, "P2": 1.0}
     assert Target.from_label('{"relevant": {"P1": 3}}').relevant == {"P1": 3.0}
     assert Target.from_label('{"query_id": "q9"}') == Target(query_id="q9")
-    for bad in ("", "   ", "{not json", "{\"relevant\": [1]}", '{"P1": -1}'):
+    for bad in ("", "   ", "{not json", '{"relevant": [1]}', '{"P1": -1}'):
         with pytest.raises(ValueError):
             Target.from_label(bad)
 
 
-@given(st.dictionaries(st.text(min_size=1, max_size=8), st.floats(0.01, 10), min_size=1, max_size=5))
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=8), st.floats(0.01, 10), min_size=1, max_size=5)
+)
 def test_graded_label_json_round_trips(labels):
     assert Target.from_label(json.dumps(labels)).relevant == pytest.approx(labels)
 

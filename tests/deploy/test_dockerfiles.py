@@ -8,6 +8,7 @@ import re
 import subprocess
 
 import pytest
+import tomllib
 
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "git", "cmake", "python3-dev")
 
@@ -112,7 +113,14 @@ def test_cpu_image_uses_cpu_torch_and_gpu_image_faiss_gpu(helpers) -> None:
     assert "download.pytorch.org/whl/cpu" in cpu_args
     assert re.search(r"download\.pytorch\.org/whl/cu12\d", gpu_args)
     assert "faiss-gpu-cu12" in gpu_args and "${FAISS_GPU_PACKAGE}" in gpu_runs
-    assert "pip uninstall -y faiss-cpu" in gpu_runs, "faiss-cpu and faiss-gpu share a module"
+    # faiss-cpu and faiss-gpu share the `faiss` module: the GPU image must not install both.
+    assert "ARG OSPO_EXTRAS=service-gpu" in (helpers.DEPLOY / "Dockerfile.gpu").read_text()
+    extras = tomllib.loads((helpers.DEPLOY.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert not any(
+        d.startswith("faiss-cpu") for d in extras["service-gpu"] + extras["service-base"]
+    )
     gpu_text = (helpers.DEPLOY / "Dockerfile.gpu").read_text()
     base = re.search(r"^ARG CUDA_IMAGE=(\S+)$", gpu_text, re.MULTILINE)
     assert base and base.group(1).startswith("nvidia/cuda:12") and "runtime" in base.group(1)

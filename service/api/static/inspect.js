@@ -504,7 +504,7 @@
     figure.append(
       el("figcaption", {
         text:
-          `token advantages (${values.length} tokens; dashed: the response advantage ` +
+          `token advantages (${values.length} token${values.length === 1 ? "" : "s"}; dashed: the response advantage ` +
           `${signed(response.advantage)}; faded bars lie outside the search query)`,
       }),
     );
