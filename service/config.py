@@ -5,10 +5,10 @@ or build `Settings(...)` where the app or the CLI starts."""
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import tomllib
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,11 +37,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     config_file: Path | None = Field(
-        default=None, validation_alias=AliasChoices("config_file", "OSPO_CONFIG", "OSPO_CONFIG_FILE")
+        default=None,
+        validation_alias=AliasChoices("OSPO_CONFIG", "OSPO_CONFIG_FILE"),
     )
     data_dir: Path = Path("~/.cache/ospo").expanduser()
     redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("redis_url", "REDIS_URL", "OSPO_REDIS_URL")
+        default=None, validation_alias=AliasChoices("REDIS_URL", "OSPO_REDIS_URL")
     )
     api_key: SecretStr | None = None
     log_level: str = "INFO"
@@ -80,7 +81,9 @@ class Settings(BaseSettings):
 
         if self.config_file is None:
             return [RetrieverSpec()]
-        return [RetrieverSpec.from_mapping(entry) for entry in read_retriever_entries(self.config_file)]
+        return [
+            RetrieverSpec.from_mapping(entry) for entry in read_retriever_entries(self.config_file)
+        ]
 
 
 def read_retriever_entries(path: Path) -> list[dict[str, Any]]:
@@ -90,7 +93,9 @@ def read_retriever_entries(path: Path) -> list[dict[str, Any]]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", field="config") from exc
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}", field="config"
+        ) from exc
     try:
         document: Any = (
             json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw.decode())

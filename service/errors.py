@@ -66,7 +66,9 @@ class Overloaded(OspoError):
     status = 503
     code = "overloaded"
 
-    def __init__(self, message: str, *, retry_after_s: float = 1.0, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after_s: float = 1.0, field: str | None = None
+    ) -> None:
         super().__init__(message, field=field)
         self.retry_after_s = retry_after_s
 

@@ -21,7 +21,9 @@ class _Model(BaseModel):
 
 
 ProductId = Annotated[str, Field(min_length=1, max_length=256)]
-Gain = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# Gains enter DCG as 2^gain - 1: the bound keeps that finite (ESCI/WANDS gains are <= 3).
+MAX_GAIN = 100.0
+Gain = Annotated[float, Field(gt=0, le=MAX_GAIN, allow_inf_nan=False)]
 
 
 class Target(_Model):

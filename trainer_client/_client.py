@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import logging
 import random
 import time
@@ -508,7 +509,7 @@ class _BaseClient:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         api_key: str | None,
         timeout: httpx.Timeout | float | None,
@@ -531,7 +532,14 @@ class _BaseClient:
                 backoff_max=policy.backoff_max,
                 retry_after_max=policy.retry_after_max,
             )
-        self.base_url = base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("base_url needs at least one URL")
+        # Several replicas: each attempt goes to the next one, so a retry after a replica
+        # dies lands on another (requests are deterministic, so any replica may answer).
+        self.base_urls = [url.rstrip("/") for url in urls]
+        self.base_url = self.base_urls[0]
+        self._turn = itertools.count()
         self.retry = policy
         self.max_groups_per_request = max_groups_per_request
         self.max_concurrency = max_concurrency
@@ -540,6 +548,11 @@ class _BaseClient:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._jitter = jitter or random.random
+
+    def _url(self, path: str) -> str:
+        if len(self.base_urls) == 1:
+            return path  # relative to the httpx client's base_url
+        return self.base_urls[next(self._turn) % len(self.base_urls)] + path
 
     def _attribute_calls(
         self, groups: Iterable[Group], options: Options | None
@@ -560,7 +573,7 @@ class AttributionClient(_BaseClient):
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | Sequence[str] = "http://127.0.0.1:8000",
         *,
         api_key: str | None = None,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
@@ -598,7 +611,7 @@ class AttributionClient(_BaseClient):
             outcome: httpx.Response | httpx.TransportError
             try:
                 outcome = self._http.request(
-                    call.method, call.path, json=call.json, params=call.params
+                    call.method, self._url(call.path), json=call.json, params=call.params
                 )
             except httpx.TransportError as exc:
                 outcome = exc
@@ -672,7 +685,7 @@ class AsyncAttributionClient(_BaseClient):
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | Sequence[str] = "http://127.0.0.1:8000",
         *,
         api_key: str | None = None,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
@@ -710,7 +723,7 @@ class AsyncAttributionClient(_BaseClient):
             outcome: httpx.Response | httpx.TransportError
             try:
                 outcome = await self._http.request(
-                    call.method, call.path, json=call.json, params=call.params
+                    call.method, self._url(call.path), json=call.json, params=call.params
                 )
             except httpx.TransportError as exc:
                 outcome = exc

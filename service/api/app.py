@@ -16,7 +16,7 @@ from service.api.deps import AppState, BearerAuthMiddleware, Services
 from service.api.handlers import install_handlers
 from service.api.metrics import ServiceMetrics
 from service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from service.api.routes import routers
+from service.api.routes import public_paths, routers
 from service.config import Settings
 
 if TYPE_CHECKING:
@@ -141,7 +141,11 @@ def create_app(
     # is read; the body limit runs before anything parses the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.api_key is not None and settings.api_key.get_secret_value():
-        app.add_middleware(BearerAuthMiddleware, api_key=settings.api_key.get_secret_value())
+        app.add_middleware(
+            BearerAuthMiddleware,
+            api_key=settings.api_key.get_secret_value(),
+            public_paths=public_paths(),
+        )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

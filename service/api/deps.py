@@ -59,15 +59,19 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class BearerAuthMiddleware:
-    """Requires `Authorization: Bearer <key>` on every path except /healthz and /readyz.
+    """Requires `Authorization: Bearer <key>` on every path except /healthz, /readyz and the
+    data-free paths route modules declare public (the inspection page's assets).
     Compared in constant time; the key is never logged or echoed."""
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    def __init__(
+        self, app: ASGIApp, api_key: str, public_paths: frozenset[str] = PUBLIC_PATHS
+    ) -> None:
         self.app = app
         self._expected = f"Bearer {api_key}".encode()
+        self._public = PUBLIC_PATHS | public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope.get("path") in self._public:
             await self.app(scope, receive, send)
             return
         given = b""

@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import OspoError
+from service.attribution import AttributionError
+from service.errors import OspoError, Overloaded
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,13 @@ def loc_to_field(loc: Sequence[Any]) -> str | None:
             field += f"[{part}]"
         elif isinstance(part, str) and not part.startswith(("function-", "json-or-python")):
             field += f".{part}" if field else part
-    return field or None
+    # A body of the wrong shape altogether (e.g. an array) has no deeper location.
+    return field or ("body" if list(loc)[:1] == ["body"] else None)
 
 
-def error_response(status: int, code: str, message: str, field: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, field: str | None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message, "field": field}},
         status_code=status,
@@ -44,6 +48,8 @@ def error_response(status: int, code: str, message: str, field: str | None, head
 
 async def handle_ospo_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OspoError)
+    if isinstance(exc, Overloaded):
+        request.app.state.ospo.metrics.overloaded.inc()
     return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers())
 
 
@@ -56,16 +62,27 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
     field = loc_to_field(first.get("loc", ()))
     message = str(first.get("msg", "invalid value"))
     if first.get("type") == "json_invalid":
-        return error_response(422, "invalid_json", f"request body is not valid JSON: {message}", None)
+        return error_response(
+            422, "invalid_json", f"request body is not valid JSON: {message}", None
+        )
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     text = f"{field}: {message}{more}" if field else f"{message}{more}"
     return error_response(422, "invalid_request", text, field)
 
 
+async def handle_attribution_error(request: Request, exc: Exception) -> JSONResponse:
+    """Bad input the pure core caught (it names the option at fault in `field`)."""
+    field = getattr(exc, "field", None)
+    return error_response(
+        422, "invalid_request", str(exc), field if isinstance(field, str) else None
+    )
+
+
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}))
+    field = "body" if exc.status_code == 400 else None  # FastAPI's "error parsing the body"
+    return error_response(exc.status_code, code, str(exc.detail), field, dict(exc.headers or {}))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -76,6 +93,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OspoError, handle_ospo_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(AttributionError, handle_attribution_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected)
 

@@ -50,7 +50,9 @@ class ServiceMetrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
-        self.redis_errors = Counter("ospo_redis_errors", "Redis errors (served from the LRU)", registry=r)
+        self.redis_errors = Counter(
+            "ospo_redis_errors", "Redis errors (served from the LRU)", registry=r
+        )
         self.overloaded = Counter(
             "ospo_overloaded", "Requests refused with 503 because the queue was full", registry=r
         )

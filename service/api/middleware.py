@@ -122,7 +122,9 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route=template, status=str(status)).inc()
             self.metrics.latency.labels(route=template).observe(elapsed)
-            logger.debug("%s %s -> %d in %.1f ms", scope.get("method"), template, status, elapsed * 1000)
+            logger.debug(
+                "%s %s -> %d in %.1f ms", scope.get("method"), template, status, elapsed * 1000
+            )
 
 
 __all__ = ["BodyLimitMiddleware", "MetricsMiddleware"]

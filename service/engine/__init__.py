@@ -9,4 +9,11 @@ from service.engine.batcher import EncodeBatcher
 from service.engine.limits import Limits, validate_request
 from service.engine.timing import StageTimer
 
-__all__ = ["Admission", "AttributionEngine", "EncodeBatcher", "Limits", "StageTimer", "validate_request"]
+__all__ = [
+    "Admission",
+    "AttributionEngine",
+    "EncodeBatcher",
+    "Limits",
+    "StageTimer",
+    "validate_request",
+]

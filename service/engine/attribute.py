@@ -40,8 +40,9 @@ from service.attribution import (
 from service.cache import ScoreCache, cache_key
 from service.engine.batcher import EncodeBatcher
 from service.engine.limits import Limits, validate_request
+from service.engine.scoring import PreparedTarget, RowScorer
 from service.engine.timing import StageTimer
-from service.errors import InvalidRequest, TooManyCoalitions, UnknownQuery, UnknownRetriever
+from service.errors import TooManyCoalitions, UnknownQuery, UnknownRetriever
 from service.schemas import (
     AttributeRequest,
     AttributeResponse,
@@ -154,6 +155,7 @@ class AttributionEngine:
         self.batcher = batcher or EncodeBatcher()
         self.encode_batch_size = encode_batch_size
         self.naive = naive
+        self._scorers: dict[tuple[str, str], RowScorer] = {}
 
     # ---------------------------------------------------------------- public API
 
@@ -161,20 +163,24 @@ class AttributionEngine:
         self, request: AttributeRequest, *, naive: bool | None = None
     ) -> AttributeResponse:
         """Rewards, segment values and token advantages for every group of `request`."""
-        validate_request(request, self.limits)
+        await _run_sync(validate_request, request, self.limits)
         naive = self.naive if naive is None else naive
         timer = StageTimer()
         options = request.options
         retriever = self.retriever(options.retriever, "options.retriever")
         targets = [
-            self._resolve_target(retriever, g, group.target.query_id, group.target.relevant, group.pool)
+            self._resolve_target(
+                retriever, g, group.target.query_id, group.target.relevant, group.pool
+            )
             for g, group in enumerate(request.groups)
         ]
         with timer.stage("segment"):
             plans, entries = await _run_sync(self._plan, request, targets, not naive)
         use_cache = options.cache and not naive and self.cache is not None
         if naive:
-            values, stats = await _run_sync(self._evaluate_naive, retriever, entries, options.k, timer)
+            values, stats = await _run_sync(
+                self._evaluate_naive, retriever, entries, options.k, timer
+            )
         else:
             values, stats = await self._evaluate(retriever, entries, options.k, use_cache, timer)
         stats.evaluated = sum(1 for p in plans for r in p.responses for e in r.entries if e >= 0)
@@ -218,7 +224,9 @@ class AttributionEngine:
         vectors = await self.batcher.encode(
             self._lane(retriever), self._encode_fn(retriever), [query]
         )
-        hits = await _run_sync(retriever.search_vectors, vectors, min(k, self._index_size(retriever)))
+        hits = await _run_sync(
+            retriever.search_vectors, vectors, min(k, self._index_size(retriever))
+        )
         catalog = retriever.catalog
         results: list[tuple[str, str, float]] = []
         for product_id, score in hits[0]:
@@ -283,7 +291,9 @@ class AttributionEngine:
             plan = _GroupPlan(group.id, target)
             for r, response in enumerate(group.responses):
                 field = f"groups[{g}].responses[{r}]"
-                plan.responses.append(self._plan_response(response, target, entries, options, field))
+                plan.responses.append(
+                    self._plan_response(response, target, entries, options, field)
+                )
             plans.append(plan)
         return plans, entries
 
@@ -298,7 +308,11 @@ class AttributionEngine:
         text: str = response.text
         q_start, q_end = extract_query(text, response.span)
         query = text[q_start:q_end]
-        spans = [(q_start + s, q_start + e) for s, e in segment(query, options.segmenter)] if query else []
+        spans = (
+            [(q_start + s, q_start + e) for s, e in segment(query, options.segmenter)]
+            if query
+            else []
+        )
         n = len(spans)
         need_reward = response.reward is None
         if n >= 2:
@@ -346,7 +360,9 @@ class AttributionEngine:
             queries=queries,
             entries=indices,
             reward=response.reward,
-            token_offsets=None if response.token_offsets is None else [tuple(o) for o in response.token_offsets],  # type: ignore[misc]
+            token_offsets=None
+            if response.token_offsets is None
+            else [tuple(o) for o in response.token_offsets],  # type: ignore[misc]
         )
 
     # ---------------------------------------------------------------- evaluation
@@ -362,6 +378,13 @@ class AttributionEngine:
             return np.asarray(encoder.encode(texts, batch_size=batch_size), dtype=np.float32)
 
         return encode
+
+    def _scorer(self, retriever: Retriever) -> RowScorer:
+        key = (retriever.name, retriever.index.manifest.version)
+        scorer = self._scorers.get(key)
+        if scorer is None:
+            scorer = self._scorers[key] = RowScorer(retriever.index.ids)
+        return scorer
 
     @staticmethod
     def _index_size(retriever: Retriever) -> int:
@@ -422,9 +445,10 @@ class AttributionEngine:
             )
         depth = min(k, self._index_size(retriever))
         with timer.stage("search"):
-            hits = await _run_sync(retriever.search_vectors, vectors, depth)
+            _, rows = await _run_sync(retriever.index.search, vectors, depth)
         with timer.stage("score"):
-            scored = await _run_sync(_score, entries, missing, text_rows, hits, k)
+            scorer = self._scorer(retriever)
+            scored = await _run_sync(_score_rows, scorer, entries, missing, text_rows, rows, k)
         fresh: dict[str, float] = {}
         for position, value in zip(missing, scored, strict=True):
             values[position] = value
@@ -479,7 +503,9 @@ class AttributionEngine:
                 plan.responses, phis, advantages, rewards, strict=True
             ):
                 outputs.append(
-                    self._response_out(response, phi, float(advantage), reward, values, batch, request)
+                    self._response_out(
+                        response, phi, float(advantage), reward, values, batch, request
+                    )
                 )
             groups.append(GroupOut(id=plan.id, responses=outputs))
         return groups
@@ -560,22 +586,23 @@ class AttributionEngine:
         )
 
 
-def _score(
+def _score_rows(
+    scorer: RowScorer,
     entries: _Entries,
     missing: list[int],
     text_rows: Mapping[str, int],
-    hits: Sequence[Sequence[tuple[str, float]]],
+    rows: np.ndarray,
     k: int,
 ) -> list[float]:
+    prepared: dict[tuple[str, str], PreparedTarget] = {}
     scores: list[float] = []
-    ranked_by_row: dict[int, list[str]] = {}
     for position in missing:
         target, text = entries.items[position]
-        row = text_rows[text]
-        ranked = ranked_by_row.get(row)
-        if ranked is None:
-            ranked = ranked_by_row[row] = [product_id for product_id, _ in hits[row]]
-        scores.append(float(ndcg_at_k(ranked, target.relevant, k, target.pool)))
+        key = (target.digest, target.pool_digest)
+        ready = prepared.get(key)
+        if ready is None:
+            ready = prepared[key] = scorer.prepare(target.relevant, target.pool, k)
+        scores.append(scorer.score(ready, rows[text_rows[text]], k))
     return scores
 
 
@@ -583,9 +610,9 @@ async def _run_sync(function: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(function, *args)
 
 
-def as_invalid(exc: ValueError, field: str | None = None) -> InvalidRequest:
-    """An attribution-core ValueError as a 422 naming the option at fault."""
-    return InvalidRequest(str(exc), field=getattr(exc, "field", None) or field)
-
-
-__all__ = ["AttributionEngine", "EvaluationStats", "ScoringTarget", "as_invalid", "canonical_digest"]
+__all__ = [
+    "AttributionEngine",
+    "EvaluationStats",
+    "ScoringTarget",
+    "canonical_digest",
+]

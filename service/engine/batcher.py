@@ -62,7 +62,9 @@ class EncodeBatcher:
     def _take(self, lane: _Lane) -> list[_Pending]:
         batch: list[_Pending] = []
         count = 0
-        while lane.items and (not batch or count + len(lane.items[0].texts) <= self.max_batch_texts):
+        while lane.items and (
+            not batch or count + len(lane.items[0].texts) <= self.max_batch_texts
+        ):
             item = lane.items.pop(0)
             if item.future.cancelled():
                 continue

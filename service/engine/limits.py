@@ -36,6 +36,15 @@ class Limits:
         )
 
 
+def fit_defaults(options: Options, limits: Limits) -> None:
+    """Options the client left out take their default, lowered to a stricter configured limit
+    (a service with max_k=100 must not refuse requests that never mentioned k)."""
+    if "k" not in options.model_fields_set:
+        options.k = min(options.k, limits.max_k)
+    if "max_coalitions" not in options.model_fields_set:
+        options.max_coalitions = min(options.max_coalitions, limits.max_coalitions_limit)
+
+
 def validate_options(options: Options, limits: Limits) -> None:
     if not 1 <= options.k <= limits.max_k:
         raise InvalidRequest(
@@ -89,6 +98,7 @@ def _check_offsets(field: str, offsets: list[tuple[int, int]], length: int, limi
 
 def validate_request(request: AttributeRequest, limits: Limits) -> None:
     """Raise InvalidRequest (422) naming the first field over a limit or out of range."""
+    fit_defaults(request.options, limits)
     validate_options(request.options, limits)
     if not request.groups:
         raise InvalidRequest("groups is empty; send at least one group", field="groups")
@@ -97,8 +107,17 @@ def validate_request(request: AttributeRequest, limits: Limits) -> None:
             f"groups has {len(request.groups)} entries; the limit is max_groups={limits.max_groups}",
             field="groups",
         )
+    seen_ids: set[str] = set()
     for g, group in enumerate(request.groups):
         gfield = f"groups[{g}]"
+        if group.id is not None:
+            # Results are matched back to groups by id; a repeat would make that ambiguous.
+            if group.id in seen_ids:
+                raise InvalidRequest(
+                    f"{gfield}.id {group.id!r} repeats an earlier group's id; ids must be unique",
+                    field=f"{gfield}.id",
+                )
+            seen_ids.add(group.id)
         if not group.responses:
             raise InvalidRequest(f"{gfield}.responses is empty", field=f"{gfield}.responses")
         if len(group.responses) > limits.max_responses:
@@ -108,7 +127,9 @@ def validate_request(request: AttributeRequest, limits: Limits) -> None:
                 field=f"{gfield}.responses",
             )
         if group.pool is not None and not group.pool:
-            raise InvalidRequest(f"{gfield}.pool is empty; omit it or list product ids", field=f"{gfield}.pool")
+            raise InvalidRequest(
+                f"{gfield}.pool is empty; omit it or list product ids", field=f"{gfield}.pool"
+            )
         if group.target.relevant is not None and not group.target.relevant:
             raise InvalidRequest(
                 f"{gfield}.target.relevant is empty; give at least one product id with a gain > 0",
@@ -135,4 +156,4 @@ def validate_request(request: AttributeRequest, limits: Limits) -> None:
                 _check_offsets(f"{rfield}.token_offsets", response.token_offsets, length, limits)
 
 
-__all__ = ["Limits", "validate_options", "validate_request"]
+__all__ = ["Limits", "fit_defaults", "validate_options", "validate_request"]

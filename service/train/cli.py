@@ -38,7 +38,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--policy", choices=("tiny", "smollm2"), default="tiny")
-    parser.add_argument("--advantage", choices=("grpo", "ospo-prop", "ospo-rank"), default="ospo-prop")
+    parser.add_argument(
+        "--advantage", choices=("grpo", "ospo-prop", "ospo-rank"), default="ospo-prop"
+    )
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--group-size", type=int, default=8, help="responses per request (G)")
@@ -47,17 +49,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--max-coalitions", type=int, default=32, help="coalitions per response")
     parser.add_argument("--retriever", default="default")
     parser.add_argument(
-        "--segmenter", choices=("phrase", "word", "sentence"), default=None,
+        "--segmenter",
+        choices=("phrase", "word", "sentence"),
+        default=None,
         help="segments of the query (default: word for tiny, whose tokens are words; phrase for smollm2)",
     )
     parser.add_argument("--url", default=None, help="service URL (default: start one in-process)")
-    parser.add_argument("--api-key", default=os.environ.get("OSPO_API_KEY"), help="default OSPO_API_KEY")
+    parser.add_argument(
+        "--api-key", default=os.environ.get("OSPO_API_KEY"), help="default OSPO_API_KEY"
+    )
     parser.add_argument("--out", type=Path, default=Path("ospo-train"), help="output directory")
-    parser.add_argument("--lr", type=float, default=None, help="default 3e-3 (tiny), 1e-4 (smollm2)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="default 3e-3 (tiny), 1e-4 (smollm2)"
+    )
     parser.add_argument("--epochs", type=int, default=2, help="gradient steps per batch")
     parser.add_argument("--eval-every", type=int, default=10, help="held-out evaluation interval")
     parser.add_argument(
-        "--eval-queries", type=int, default=None, help="held-out requests to score (default all; 4 for smollm2)"
+        "--eval-queries",
+        type=int,
+        default=None,
+        help="held-out requests to score (default all; 4 for smollm2)",
     )
     parser.add_argument("--catalog", default="demo", help='"demo" or a catalog bundle directory')
     parser.add_argument("--max-new-tokens", type=int, default=24, help="smollm2 response length")
@@ -90,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr if args.lr is not None else DEFAULT_LR[args.policy],
         epochs=args.epochs,
         eval_every=args.eval_every,
-        eval_queries=args.eval_queries if args.eval_queries is not None else DEFAULT_EVAL_QUERIES[args.policy],
+        eval_queries=args.eval_queries
+        if args.eval_queries is not None
+        else DEFAULT_EVAL_QUERIES[args.policy],
     )
     catalog = _load_catalog(args.catalog)
     policy = _build_policy(args, catalog)
@@ -151,7 +164,11 @@ def start_local_service(timeout_s: float = 900.0) -> tuple[str, Callable[[], Non
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(load_settings()), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(load_settings()), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, name="ospo-local-service", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s

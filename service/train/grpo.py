@@ -38,7 +38,9 @@ def ppo_clip_loss(
     """Token-level PPO-clipped surrogate over a batch of responses of different lengths."""
     if not len(new_log_probs) == len(old_log_probs) == len(advantages):
         raise ValueError("new_log_probs, old_log_probs and advantages must have the same length")
-    for index, (new, old, adv) in enumerate(zip(new_log_probs, old_log_probs, advantages)):
+    for index, (new, old, adv) in enumerate(
+        zip(new_log_probs, old_log_probs, advantages, strict=True)
+    ):
         if not new.shape == old.shape == adv.shape:
             raise ValueError(
                 f"response {index}: shapes differ (new {tuple(new.shape)}, old {tuple(old.shape)}, "
@@ -57,7 +59,9 @@ def ppo_clip_loss(
     with torch.no_grad():
         clip_fraction = float((clipped < unclipped).float().mean())
         approx_kl = float(((ratio - 1.0) - log_ratio).mean())
-    return loss, LossStats(loss=float(loss.detach()), clip_fraction=clip_fraction, approx_kl=approx_kl)
+    return loss, LossStats(
+        loss=float(loss.detach()), clip_fraction=clip_fraction, approx_kl=approx_kl
+    )
 
 
 def sample_groups(

@@ -50,7 +50,9 @@ METRIC_FIELDS = (
 class Attributor(Protocol):
     """What the loop needs from the service (``trainer_client.AttributionClient`` fits)."""
 
-    def attribute(self, groups: Sequence[Group], options: Options | None = None) -> AttributeResult: ...
+    def attribute(
+        self, groups: Sequence[Group], options: Options | None = None
+    ) -> AttributeResult: ...
 
 
 class PromptSource(Protocol):
@@ -75,6 +77,10 @@ class TrainConfig:
     estimator: str = "owen"
     segmenter: str = "phrase"
     baseline: str = "group_norm"
+    clip: float | None = None
+    """The service's token-advantage clip (±clip·std(Â)); None disables it. Off by default:
+    PROP/RANK concentrate a response's T·Â on a few tokens, and clipping those cuts most of
+    the signal that GRPO keeps."""
     lr: float = 3e-3
     epochs: int = 2
     clip_eps: float = 0.2
@@ -85,8 +91,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.advantage not in ADVANTAGE_MODES:
-            raise ValueError(f"advantage must be one of {sorted(ADVANTAGE_MODES)}, not {self.advantage!r}")
-        for name in ("steps", "group_size", "prompts_per_step", "max_width", "epochs", "eval_every"):
+            raise ValueError(
+                f"advantage must be one of {sorted(ADVANTAGE_MODES)}, not {self.advantage!r}"
+            )
+        for name in (
+            "steps",
+            "group_size",
+            "prompts_per_step",
+            "max_width",
+            "epochs",
+            "eval_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.max_coalitions < 2:
@@ -102,6 +117,7 @@ class TrainConfig:
             estimator=self.estimator,
             redistribution=ADVANTAGE_MODES[self.advantage],
             baseline=self.baseline,
+            clip=self.clip,
             seed=self.seed,
         )
 
@@ -134,14 +150,18 @@ def split_queries(prompts: PromptSource) -> tuple[list[str], list[str]]:
     return [q for i, q in enumerate(every) if i % 5], every[::5]
 
 
-def build_groups(step: int, query_ids: Sequence[str], groups: Sequence[Sequence[Rollout]]) -> list[Group]:
+def build_groups(
+    step: int, query_ids: Sequence[str], groups: Sequence[Sequence[Rollout]]
+) -> list[Group]:
     return [
         Group(
             id=f"step{step}/{query_id}",
             target=Target(query_id=query_id),
-            responses=[Response(text=r.text, span=r.span, token_offsets=r.token_offsets) for r in rollouts],
+            responses=[
+                Response(text=r.text, span=r.span, token_offsets=r.token_offsets) for r in rollouts
+            ],
         )
-        for query_id, rollouts in zip(query_ids, groups)
+        for query_id, rollouts in zip(query_ids, groups, strict=True)
     ]
 
 
@@ -156,8 +176,12 @@ def evaluate(
     generator = torch.Generator().manual_seed(config.seed)
     rollouts = policy.sample([prompts.queries[q] for q in query_ids], 1, generator, greedy=True)
     groups = [
-        Group(id=f"eval/{q}", target=Target(query_id=q), responses=[Response(text=r.text, span=r.span)])
-        for q, r in zip(query_ids, rollouts)
+        Group(
+            id=f"eval/{q}",
+            target=Target(query_id=q),
+            responses=[Response(text=r.text, span=r.span)],
+        )
+        for q, r in zip(query_ids, rollouts, strict=True)
     ]
     result = service.attribute(groups, config.eval_options())
     rewards = [response.reward for response in result.responses]
@@ -192,7 +216,9 @@ def train(
     writer.write(result.rows[-1])
     logger.info("step 0: held-out NDCG %.4f over %d requests", result.initial_ndcg, len(test_ids))
 
-    bar = tqdm(total=config.steps, desc=f"ospo train {config.advantage}", disable=not progress, unit="step")
+    bar = tqdm(
+        total=config.steps, desc=f"ospo train {config.advantage}", disable=not progress, unit="step"
+    )
     try:
         for step in range(1, config.steps + 1):
             started = time.perf_counter()
@@ -205,7 +231,10 @@ def train(
             answer = service.attribute(build_groups(step, chosen, groups), options)
             service_ms = (time.perf_counter() - called) * 1000.0
             rollouts = [r for group in groups for r in group]
-            advantages = [_token_advantages(r, a.token_advantages) for r, a in zip(rollouts, answer.responses)]
+            advantages = [
+                _token_advantages(r, a.token_advantages)
+                for r, a in zip(rollouts, answer.responses, strict=True)
+            ]
             stats = update(
                 policy,
                 optimizer,
@@ -251,7 +280,9 @@ def train(
             "final_heldout_ndcg": result.final_ndcg,
             "heldout_queries": len(test_ids),
         }
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (out_dir / "summary.json").write_text(
+            json.dumps(summary, indent=2) + "\n", encoding="utf-8"
+        )
     logger.info("held-out NDCG %.4f -> %.4f", result.initial_ndcg, result.final_ndcg)
     return result
 

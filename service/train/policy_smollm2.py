@@ -78,7 +78,9 @@ class SmolLM2Policy:
         directory, name = gguf_location()
         started = time.perf_counter()
         self.tokenizer = load_tokenizer()
-        base = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=name, dtype=torch.float32)
+        base = AutoModelForCausalLM.from_pretrained(
+            str(directory), gguf_file=name, dtype=torch.float32
+        )
         lora = LoraConfig(
             r=self.config.lora_r,
             lora_alpha=self.config.lora_alpha,
@@ -111,7 +113,9 @@ class SmolLM2Policy:
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": USER_TEMPLATE.format(request=request)},
             ]
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            text = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
             cached = [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
             self._prompt_cache[request] = cached
         return cached
@@ -129,8 +133,13 @@ class SmolLM2Policy:
             rollouts.extend(self._sample_group(prompt, group_size, generator, greedy))
         return rollouts
 
-    @torch.no_grad()
     def _sample_group(
+        self, prompt: str, group_size: int, generator: torch.Generator, greedy: bool
+    ) -> list[Rollout]:
+        with torch.no_grad():
+            return self._sample_group_no_grad(prompt, group_size, generator, greedy)
+
+    def _sample_group_no_grad(
         self, prompt: str, group_size: int, generator: torch.Generator, greedy: bool
     ) -> list[Rollout]:
         # One prompt per batch: its G copies need no padding.
@@ -155,7 +164,10 @@ class SmolLM2Policy:
             past, logits = output.past_key_values, output.logits[:, -1, :]
         token_matrix = torch.stack(tokens, dim=1)
         log_prob_matrix = torch.stack(log_probs, dim=1)
-        return [self._rollout(prompt, token_matrix[row], log_prob_matrix[row]) for row in range(group_size)]
+        return [
+            self._rollout(prompt, token_matrix[row], log_prob_matrix[row])
+            for row in range(group_size)
+        ]
 
     def _rollout(self, prompt: str, tokens: torch.Tensor, log_probs: torch.Tensor) -> Rollout:
         ids = [int(i) for i in tokens.tolist()]
@@ -172,7 +184,9 @@ class SmolLM2Policy:
     def log_probs(self, rollouts: Sequence[Rollout]) -> list[torch.Tensor]:
         if not rollouts:
             return []
-        sequences = [self.prompt_ids(r.prompt) + [int(i) for i in r.token_ids.tolist()] for r in rollouts]
+        sequences = [
+            self.prompt_ids(r.prompt) + [int(i) for i in r.token_ids.tolist()] for r in rollouts
+        ]
         longest = max(len(s) for s in sequences)
         pad = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         # Right padding: with causal attention the real tokens never see it.
@@ -185,7 +199,9 @@ class SmolLM2Policy:
         result: list[torch.Tensor] = []
         for row, rollout in enumerate(rollouts):
             start = len(sequences[row]) - rollout.length
-            step_logits = logits[row, start - 1 : start - 1 + rollout.length] / self.config.temperature
+            step_logits = (
+                logits[row, start - 1 : start - 1 + rollout.length] / self.config.temperature
+            )
             step_log_probs = torch.log_softmax(step_logits, dim=-1)
             result.append(step_log_probs.gather(1, rollout.token_ids[:, None]).squeeze(1))
         return result

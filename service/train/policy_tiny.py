@@ -79,7 +79,9 @@ class TinyVocabulary:
         words and the filler words (sorted, so the ids do not depend on catalog order)."""
         request_words = {w for text in catalog.queries.values() for w in words_of(text)}
         counts = Counter(w for p in catalog.products for w in words_of(p.title))
-        title_words = {w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_title_words]}
+        title_words = {
+            w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_title_words]
+        }
         return cls.from_words(request_words | title_words | set(FILLER_WORDS))
 
     @classmethod
@@ -117,9 +119,11 @@ class TinyConfig:
     init_eos_prob: float = 0.1
     init_copy_prob: float = 0.012
     """Approximate probability of each request word at each step before training."""
+    init_repeat_bias: float = 0.0
+    """Logit bonus of words already written, before training (negative: discourage repeats)."""
 
 
-class TinyQueryWriter(nn.Module):
+class TinyQueryWriter(nn.Module):  # type: ignore[misc]
     """GRU decoder conditioned on a bag-of-words embedding of the request."""
 
     def __init__(self, vocabulary: TinyVocabulary, config: TinyConfig) -> None:
@@ -155,12 +159,14 @@ class TinyQueryWriter(nn.Module):
             nn.init.zeros_(self.copy_gate.weight)
             self.copy_gate.bias.fill_(max(0.0, math.log(config.init_copy_prob) - other_bias))
             nn.init.zeros_(self.repeat_gate.weight)
-            nn.init.zeros_(self.repeat_gate.bias)
+            self.repeat_gate.bias.fill_(config.init_repeat_bias)
 
     def start(self, prompt_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Initial hidden state (B, H) and request indicator (B, V) for a batch of prompts."""
         flat = torch.tensor([i for ids in prompt_ids for i in ids] or [0], dtype=torch.long)
-        offsets = torch.tensor([0] + [len(ids) for ids in prompt_ids[:-1]], dtype=torch.long).cumsum(0)
+        offsets = torch.tensor(
+            [0] + [len(ids) for ids in prompt_ids[:-1]], dtype=torch.long
+        ).cumsum(0)
         bag = self.prompt_embedding(flat, offsets)
         hidden = torch.tanh(self.init_hidden(bag))
         indicator = torch.zeros(len(prompt_ids), len(self.vocabulary))
@@ -231,11 +237,15 @@ class TinyPolicy:
             tokens: list[torch.Tensor] = []
             log_probs: list[torch.Tensor] = []
             for position in range(self.config.max_words):
-                hidden, step_log_probs = self.model.step(hidden, previous, in_request, emitted, position)
+                hidden, step_log_probs = self.model.step(
+                    hidden, previous, in_request, emitted, position
+                )
                 if greedy:
                     chosen = step_log_probs.argmax(dim=-1)
                 else:
-                    chosen = torch.multinomial(step_log_probs.exp(), 1, generator=generator).squeeze(1)
+                    chosen = torch.multinomial(
+                        step_log_probs.exp(), 1, generator=generator
+                    ).squeeze(1)
                 tokens.append(torch.where(active, chosen, eos))
                 log_probs.append(step_log_probs.gather(1, chosen[:, None]).squeeze(1))
                 emitted[torch.arange(batch), chosen] = 1.0
@@ -252,7 +262,9 @@ class TinyPolicy:
 
     def _rollout(self, prompt: str, tokens: torch.Tensor, log_probs: torch.Tensor) -> Rollout:
         ids = tokens.tolist()
-        length = ids.index(self.vocabulary.eos_id) + 1 if self.vocabulary.eos_id in ids else len(ids)
+        length = (
+            ids.index(self.vocabulary.eos_id) + 1 if self.vocabulary.eos_id in ids else len(ids)
+        )
         words = [self.vocabulary.words[i] for i in ids[:length] if i != self.vocabulary.eos_id]
         offsets: list[Span] = []
         cursor = 0
@@ -284,7 +296,9 @@ class TinyPolicy:
         previous = torch.full((batch,), self.vocabulary.bos_id, dtype=torch.long)
         columns: list[torch.Tensor] = []
         for position in range(longest):
-            hidden, step_log_probs = self.model.step(hidden, previous, in_request, emitted, position)
+            hidden, step_log_probs = self.model.step(
+                hidden, previous, in_request, emitted, position
+            )
             chosen = targets[:, position]
             columns.append(step_log_probs.gather(1, chosen[:, None]).squeeze(1))
             # Not in place: autograd still needs the previous `emitted` for this step's graph.

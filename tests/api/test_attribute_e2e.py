@@ -50,7 +50,9 @@ def test_attribute_rewards_specific_responses_and_credits_attribute_segments(
         assert good["reward"] > filler["reward"] and plain_good["reward"] > filler2["reward"]
         assert good["advantage"] > filler["advantage"]
         filler_words = ("please", "thanks", "I think")
-        filler_credit = [s["credit"] for s in good["segments"] if s["text"].strip(" ,") in filler_words]
+        filler_credit = [
+            s["credit"] for s in good["segments"] if s["text"].strip(" ,") in filler_words
+        ]
         attribute_credit = [
             s["credit"] for s in good["segments"] if s["text"].strip(" ,") not in filler_words
         ]
@@ -63,13 +65,26 @@ def test_attribute_rewards_specific_responses_and_credits_attribute_segments(
             assert segment["start"] >= text.index("<answer>") + len("<answer>")
     stats = body["stats"]
     assert stats["coalitions"] >= stats["unique_queries"] > 0
-    assert set(stats["timings_ms"]) >= {"segment", "cache", "encode", "search", "score", "attribute", "total"}
+    assert set(stats["timings_ms"]) >= {
+        "segment",
+        "cache",
+        "encode",
+        "search",
+        "score",
+        "attribute",
+        "total",
+    }
 
 
 @pytest.mark.parametrize("redistribution", ["prop", "rank"])
-def test_token_advantages_average_to_the_advantage(client, demo_catalog, helpers, query_ids, redistribution):
+def test_token_advantages_average_to_the_advantage(
+    client, demo_catalog, helpers, query_ids, redistribution
+):
     body = post(
-        client, [group_for(demo_catalog, helpers, query_ids[0])], redistribution=redistribution, clip=None
+        client,
+        [group_for(demo_catalog, helpers, query_ids[0])],
+        redistribution=redistribution,
+        clip=None,
     )
     for response in body["groups"][0]["responses"]:
         tokens = response["token_advantages"]
@@ -79,9 +94,16 @@ def test_token_advantages_average_to_the_advantage(client, demo_catalog, helpers
 
 
 def test_uniform_equals_the_advantage_everywhere(client, demo_catalog, helpers, query_ids):
-    body = post(client, [group_for(demo_catalog, helpers, query_ids[0])], redistribution="uniform", clip=None)
+    body = post(
+        client,
+        [group_for(demo_catalog, helpers, query_ids[0])],
+        redistribution="uniform",
+        clip=None,
+    )
     for response in body["groups"][0]["responses"]:
-        assert response["token_advantages"] == [response["advantage"]] * len(response["token_advantages"])
+        assert response["token_advantages"] == [response["advantage"]] * len(
+            response["token_advantages"]
+        )
 
 
 def test_token_advantages_align_with_offsets(client, demo_catalog, helpers, query_ids):
@@ -117,7 +139,9 @@ def test_explain_coalitions_reproduce_segment_values(client, demo_catalog, helpe
             values = {frozenset(c["members"]): c["value"] for c in response["coalitions"]}
             values[frozenset()] = 0.0
             recomputed = estimate(estimator, n, values)
-            assert [s["value"] for s in response["segments"]] == pytest.approx(list(recomputed), abs=1e-12)
+            assert [s["value"] for s in response["segments"]] == pytest.approx(
+                list(recomputed), abs=1e-12
+            )
             assert response["reward"] == pytest.approx(values[frozenset(range(n))])
             assert all(isinstance(c["query"], str) for c in response["coalitions"])
 

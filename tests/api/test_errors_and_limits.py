@@ -33,7 +33,7 @@ def limited(demo_data_dir):
 def body(responses=None, groups=1, **options):
     responses = responses or [{"text": "red leather boots"}]
     group = {"target": {"query_id": "demo-0000"}, "responses": responses}
-    return {"groups": [group] * groups, "options": {"k": 50, **options}}
+    return {"groups": [group] * groups, "options": options}
 
 
 def assert_error(response, status: int, field: str, *words: str) -> dict:
@@ -60,8 +60,16 @@ CASES = [
     (body(k=101), "options.k", ["max_k=100"]),
     (body(k=0), "options.k", []),
     (body(max_width=0), "options.max_width", []),
-    (body([{"text": "abc", "token_offsets": [[0, 4]]}]), "groups[0].responses[0].token_offsets[0]", ["3 characters"]),
-    (body([{"text": "abc", "token_offsets": [[2, 1]]}]), "groups[0].responses[0].token_offsets[0]", ["start"]),
+    (
+        body([{"text": "abc", "token_offsets": [[0, 4]]}]),
+        "groups[0].responses[0].token_offsets[0]",
+        ["3 characters"],
+    ),
+    (
+        body([{"text": "abc", "token_offsets": [[2, 1]]}]),
+        "groups[0].responses[0].token_offsets[0]",
+        ["start"],
+    ),
     (
         body([{"text": "abc def", "token_offsets": [[0, 3], [2, 5]]}]),
         "groups[0].responses[0].token_offsets[1]",
@@ -79,57 +87,104 @@ CASES = [
         ["max_shapley_segments=4"],
     ),
     (
-        body([{"text": "red, green, blue, white, black, pink, grey, gold"}], estimator="myerson", max_coalitions=10),
+        body(
+            [{"text": "red, green, blue, white, black, pink, grey, gold"}],
+            estimator="myerson",
+            max_coalitions=10,
+        ),
         "options.max_coalitions",
         ["myerson", "10"],
     ),
     (body(estimator="banzhaf"), "options.estimator", []),
     (body(redistribution="tokens"), "options.redistribution", []),
-    (body([{"text": "abc", "token_offsets": [[0, 1, 2]]}]), "groups[0].responses[0].token_offsets[0]", []),
-    ({"groups": [{"target": {}, "responses": [{"text": "a"}]}]}, "groups[0].target", ["exactly one"]),
-    ({"groups": [{"target": {"relevant": {"P1": 0}}, "responses": [{"text": "a"}]}]}, "groups[0].target.relevant.P1", []),
+    (
+        body([{"text": "abc", "token_offsets": [[0, 1, 2]]}]),
+        "groups[0].responses[0].token_offsets[0]",
+        [],
+    ),
+    (
+        {"groups": [{"target": {}, "responses": [{"text": "a"}]}]},
+        "groups[0].target",
+        ["exactly one"],
+    ),
+    (
+        {"groups": [{"target": {"relevant": {"P1": 0}}, "responses": [{"text": "a"}]}]},
+        "groups[0].target.relevant.P1",
+        [],
+    ),
     ({"groups": [], "options": {}}, "groups", ["empty"]),
-    ({"groups": [{"target": {"query_id": "demo-0000"}, "responses": []}]}, "groups[0].responses", ["empty"]),
-    ({"groups": [{"target": {"query_id": "demo-0000"}, "responses": [{"txt": "a"}]}]}, "groups[0].responses[0].text", []),
-    ({"groups": [{"target": {"query_id": "demo-0000"}, "responses": [{"text": "a"}]}], "bogus": 1}, "bogus", []),
+    (
+        {"groups": [{"target": {"query_id": "demo-0000"}, "responses": []}]},
+        "groups[0].responses",
+        ["empty"],
+    ),
+    (
+        {"groups": [{"target": {"query_id": "demo-0000"}, "responses": [{"txt": "a"}]}]},
+        "groups[0].responses[0].text",
+        [],
+    ),
+    (
+        {
+            "groups": [{"target": {"query_id": "demo-0000"}, "responses": [{"text": "a"}]}],
+            "bogus": 1,
+        },
+        "bogus",
+        [],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("payload", "field", "words"), CASES, ids=[c[1] + ":" + ",".join(c[2]) for c in CASES])
+@pytest.mark.parametrize(
+    ("payload", "field", "words"), CASES, ids=[c[1] + ":" + ",".join(c[2]) for c in CASES]
+)
 def test_limits_and_bad_input_give_422_naming_the_field(limited, payload, field, words):
     assert_error(limited.post("/attribute", json=payload), 422, field, *words)
 
 
 @pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_reward_is_refused(limited, bad):
-    raw = '{"groups": [{"target": {"query_id": "demo-0000"}, "responses": [{"text": "a", "reward": %s}]}]}' % bad
+    raw = json.dumps(body()).replace('"text": "red leather boots"', f'"text": "a", "reward": {bad}')
     response = limited.post("/attribute", content=raw, headers={"content-type": "application/json"})
+    assert bad in raw
     assert_error(response, 422, "groups[0].responses[0].reward")
 
 
 def test_unknown_query_and_retriever_are_404(limited):
     payload = body()
     payload["groups"][0]["target"] = {"query_id": "no-such-query"}
-    assert_error(limited.post("/attribute", json=payload), 404, "groups[0].target.query_id", "no-such-query")
-    assert_error(limited.post("/attribute", json=body(retriever="nope")), 404, "options.retriever", "nope")
+    assert_error(
+        limited.post("/attribute", json=payload), 404, "groups[0].target.query_id", "no-such-query"
+    )
+    assert_error(
+        limited.post("/attribute", json=body(retriever="nope")), 404, "options.retriever", "nope"
+    )
     assert_error(limited.get("/v1/retrievers/nope/search", params={"q": "x"}), 404, "name")
 
 
 def test_body_over_the_limit_is_413_before_parsing(limited):
     huge = json.dumps(body([{"text": "x" * 5000}])).encode()
-    assert_error(limited.post("/attribute", content=huge, headers={"content-type": "application/json"}), 413, "body", "max_body_bytes=4096")
+    assert_error(
+        limited.post("/attribute", content=huge, headers={"content-type": "application/json"}),
+        413,
+        "body",
+        "max_body_bytes=4096",
+    )
 
     def chunks():
         # No Content-Length: the streamed bytes are counted; not even valid JSON is needed.
         for _ in range(10):
             yield b"{" * 1000
 
-    response = limited.post("/attribute", content=chunks(), headers={"content-type": "application/json"})
+    response = limited.post(
+        "/attribute", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert_error(response, 413, "body", "max_body_bytes=4096")
 
 
 def test_invalid_json_and_wrong_types(limited):
-    response = limited.post("/attribute", content=b"{not json", headers={"content-type": "application/json"})
+    response = limited.post(
+        "/attribute", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"]
     assert_error(limited.post("/attribute", json={"groups": "x"}), 422, "groups")
@@ -137,7 +192,12 @@ def test_invalid_json_and_wrong_types(limited):
 
 
 def test_search_limits(limited):
-    assert_error(limited.get("/v1/retrievers/default/search", params={"q": "boots", "k": 101}), 422, "k", "max_k=100")
+    assert_error(
+        limited.get("/v1/retrievers/default/search", params={"q": "boots", "k": 101}),
+        422,
+        "k",
+        "max_k=100",
+    )
     assert_error(limited.get("/v1/retrievers/default/search", params={"q": " "}), 422, "q")
     assert_error(limited.get("/v1/retrievers/default/search"), 422, "q")
 

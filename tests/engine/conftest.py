@@ -32,16 +32,32 @@ class CountingEncoder:
         return self._inner.encode(texts, batch_size)
 
 
+class CountingIndex:
+    """A VectorIndex that counts batched searches."""
+
+    def __init__(self, inner: VectorIndex) -> None:
+        self.inner = inner
+        self.manifest = inner.manifest
+        self.ids = inner.ids
+        self.searches = 0
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self.searches += 1
+        return self.inner.search(vectors, k)
+
+
 @dataclass
 class StubRetriever:
     name: str
     encoder: CountingEncoder
-    index: VectorIndex
+    index: CountingIndex
     catalog: Catalog
-    searches: int = 0
+
+    @property
+    def searches(self) -> int:
+        return self.index.searches
 
     def search_vectors(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        self.searches += 1
         scores, rows = self.index.search(vectors, k)
         return [
             [(self.index.ids[r], float(s)) for s, r in zip(srow, rrow, strict=True) if r >= 0]
@@ -75,7 +91,7 @@ def hash_index(small_catalog: Catalog, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture
 def retriever(small_catalog: Catalog, hash_index: VectorIndex) -> StubRetriever:
-    return StubRetriever("default", CountingEncoder(256), hash_index, small_catalog)
+    return StubRetriever("default", CountingEncoder(256), CountingIndex(hash_index), small_catalog)
 
 
 @pytest.fixture

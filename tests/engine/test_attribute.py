@@ -93,10 +93,20 @@ def test_one_cache_round_trip_one_encode_one_search(registry, retriever, small_c
     assert retriever.searches == 1
     assert stats.unique_queries < stats.coalitions
     assert stats.encoded == stats.unique_queries and stats.cache_hits == 0
-    assert set(result.stats.timings_ms.model_dump()) >= {"segment", "cache", "encode", "search", "score", "attribute", "total"}
+    assert set(result.stats.timings_ms.model_dump()) >= {
+        "segment",
+        "cache",
+        "encode",
+        "search",
+        "score",
+        "attribute",
+        "total",
+    }
 
 
-def test_second_request_is_served_from_cache_with_identical_numbers(registry, retriever, small_catalog, cache):
+def test_second_request_is_served_from_cache_with_identical_numbers(
+    registry, retriever, small_catalog, cache
+):
     engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
     body = request_body(small_catalog)
     first = run(engine, body)
@@ -115,7 +125,9 @@ def test_cache_false_bypasses_the_cache(registry, small_catalog):
     assert result.stats.cache_hits == 0
 
 
-def test_naive_mode_encodes_each_coalition_alone_and_agrees(registry, retriever, small_catalog, cache):
+def test_naive_mode_encodes_each_coalition_alone_and_agrees(
+    registry, retriever, small_catalog, cache
+):
     engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
     body = request_body(small_catalog)
     batched = run(engine, body, naive=False)
@@ -152,7 +164,9 @@ def test_explain_values_reproduce_segment_values(registry, small_catalog, cache)
 
 
 @pytest.mark.parametrize("redistribution", ["prop", "rank"])
-def test_token_advantages_average_to_the_sequence_advantage(registry, small_catalog, cache, redistribution):
+def test_token_advantages_average_to_the_sequence_advantage(
+    registry, small_catalog, cache, redistribution
+):
     engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
     result = run(engine, request_body(small_catalog, redistribution=redistribution, clip=None))
     for response in result.groups[0].responses:

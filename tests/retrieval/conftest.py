@@ -8,7 +8,11 @@ import os
 import tempfile
 from pathlib import Path
 
-for _name, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+for _name, _value in (
+    ("HF_HUB_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
     os.environ.setdefault(_name, _value)
 
 import numpy as np  # noqa: E402
@@ -28,13 +32,27 @@ def demo_catalog() -> Catalog:
 @pytest.fixture
 def small_catalog() -> Catalog:
     products = [
-        Product("p1", "Waterproof leather hiking boots", "Women's boots for mountain trails, brown."),
+        Product(
+            "p1", "Waterproof leather hiking boots", "Women's boots for mountain trails, brown."
+        ),
         Product("p2", "Trail running shoes", "Lightweight mesh running shoes with grippy soles."),
-        Product("p3", "Stainless steel water bottle", "Insulated bottle, keeps drinks cold for 24 hours."),
-        Product("p4", "Noise-cancelling headphones", "Wireless over-ear headphones with long battery life."),
+        Product(
+            "p3",
+            "Stainless steel water bottle",
+            "Insulated bottle, keeps drinks cold for 24 hours.",
+        ),
+        Product(
+            "p4",
+            "Noise-cancelling headphones",
+            "Wireless over-ear headphones with long battery life.",
+        ),
         Product("p5", "Cork yoga mat", "Non-slip eco-friendly mat, 6 mm thick."),
         Product("p6", "Espresso coffee maker", "Programmable machine with a built-in grinder."),
-        Product("p7", "Mesh office chair", "Ergonomic chair with lumbar support and adjustable armrests."),
+        Product(
+            "p7",
+            "Mesh office chair",
+            "Ergonomic chair with lumbar support and adjustable armrests.",
+        ),
         Product("p8", "Ultralight backpacking tent", "Two-person freestanding tent, quick setup."),
     ]
     return Catalog(
@@ -57,7 +75,7 @@ def demo_minilm_vectors(demo_catalog: Catalog, minilm: Encoder) -> np.ndarray:
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{minilm.name}-{demo_catalog.fingerprint()[:16]}.npy"
     if path.exists():
-        vectors = np.load(path)
+        vectors: np.ndarray = np.load(path)
         if vectors.shape == (len(demo_catalog.products), minilm.dim):
             return vectors
     vectors = encode_products(demo_catalog, minilm, progress=False)

@@ -23,7 +23,12 @@ from service.retrieval.catalog import (
 def test_round_trip_keeps_everything(small_catalog: Catalog, tmp_path: Path) -> None:
     small_catalog.query_attributes["q1"] = {"category": "hiking-boots", "gender": "women's"}
     out = save_catalog(small_catalog, tmp_path / "bundle")
-    assert sorted(p.name for p in out.iterdir()) == ["catalog.json", "labels.tsv", "products.jsonl", "queries.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "catalog.json",
+        "labels.tsv",
+        "products.jsonl",
+        "queries.jsonl",
+    ]
     loaded = load_catalog(out)
     assert loaded.name == "small"
     assert loaded.products == small_catalog.products
@@ -31,7 +36,9 @@ def test_round_trip_keeps_everything(small_catalog: Catalog, tmp_path: Path) -> 
     assert loaded.labels == small_catalog.labels
     assert loaded.split == small_catalog.split
     assert loaded.query_attributes == {"q1": {"category": "hiking-boots", "gender": "women's"}}
-    assert json.loads((out / "catalog.json").read_text())["fingerprint"] == small_catalog.fingerprint()
+    assert (
+        json.loads((out / "catalog.json").read_text())["fingerprint"] == small_catalog.fingerprint()
+    )
     assert (out / "labels.tsv").read_text().splitlines()[0] == "q1\tp1\t1.0"
 
 
@@ -50,7 +57,9 @@ def test_fingerprint_covers_product_text_only(small_catalog: Catalog) -> None:
     edited = [replace(small_catalog.products[0], text="changed"), *small_catalog.products[1:]]
     assert catalog_fingerprint(edited) != base
     # Field boundaries matter: moving a character from title to text changes the hash.
-    assert catalog_fingerprint([Product("a", "bc", "d")]) != catalog_fingerprint([Product("a", "b", "cd")])
+    assert catalog_fingerprint([Product("a", "bc", "d")]) != catalog_fingerprint(
+        [Product("a", "b", "cd")]
+    )
 
 
 def test_product_lookup_and_split_filter(small_catalog: Catalog) -> None:
@@ -101,7 +110,9 @@ def test_labels_with_zero_gain_are_dropped(tmp_path: Path, small_catalog: Catalo
 
 
 def test_invalid_catalogs_are_refused(tmp_path: Path, small_catalog: Catalog) -> None:
-    duplicate = replace(small_catalog, products=[*small_catalog.products, small_catalog.products[0]])
+    duplicate = replace(
+        small_catalog, products=[*small_catalog.products, small_catalog.products[0]]
+    )
     with pytest.raises(CatalogError, match="duplicate product id 'p1'"):
         save_catalog(duplicate, tmp_path / "a")
     tabbed = replace(small_catalog, products=[Product("p\t1", "t", "x")])
@@ -112,18 +123,27 @@ def test_invalid_catalogs_are_refused(tmp_path: Path, small_catalog: Catalog) ->
         save_catalog(zero_gain, tmp_path / "c")
 
 
-_ids = st.text(st.characters(blacklist_characters="\t\r\n", blacklist_categories=("Cs",)), min_size=1, max_size=12)
-_texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+_ids = st.text(
+    st.characters(blacklist_characters="\t\r\n", blacklist_categories=["Cs"]),
+    min_size=1,
+    max_size=12,
+)
+_texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=60)
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    rows=st.lists(st.tuples(_ids, _texts, _texts), min_size=1, max_size=8, unique_by=lambda row: row[0]),
+    rows=st.lists(
+        st.tuples(_ids, _texts, _texts), min_size=1, max_size=8, unique_by=lambda row: row[0]
+    ),
     query_text=_texts,
     gain=st.floats(min_value=1e-6, max_value=10, allow_nan=False),
 )
 def test_round_trip_property(
-    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, str]], query_text: str, gain: float
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[tuple[str, str, str]],
+    query_text: str,
+    gain: float,
 ) -> None:
     products = [Product(pid, title, text) for pid, title, text in rows]
     catalog = Catalog("prop", products, {"q": query_text}, {"q": {products[0].id: gain}})

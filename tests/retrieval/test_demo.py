@@ -53,7 +53,9 @@ def test_every_query_has_exact_substitute_and_graded_gains(demo_catalog: Catalog
         assert set(grades) <= {EXACT_GAIN, SUBSTITUTE_GAIN, COMPLEMENT_GAIN}
         assert grades[EXACT_GAIN] >= 3, qid
         assert grades[SUBSTITUTE_GAIN] > grades[EXACT_GAIN], qid
-    with_complements = sum(COMPLEMENT_GAIN in gains.values() for gains in demo_catalog.labels.values())
+    with_complements = sum(
+        COMPLEMENT_GAIN in gains.values() for gains in demo_catalog.labels.values()
+    )
     assert with_complements > len(demo_catalog.labels) // 2
 
 
@@ -95,5 +97,14 @@ def test_requests_are_vague_but_specific_query_names_the_target(demo_catalog: Ca
         assert all(value in precise for key, value in target.items() if key != "category")
     # Requests describe a use ("something sturdy for mountain trails"), rarely the product noun.
     assert naming_the_noun < len(demo_catalog.queries) // 4
-    assert specific_query({"category": "hiking-boots", "gender": "women's", "colour": "black",
-                           "feature": "waterproof"}) == "women's black hiking boots waterproof"
+    assert (
+        specific_query(
+            {
+                "category": "hiking-boots",
+                "gender": "women's",
+                "colour": "black",
+                "feature": "waterproof",
+            }
+        )
+        == "women's black hiking boots waterproof"
+    )

@@ -39,12 +39,16 @@ def test_hash_encoder_is_deterministic_and_normalised() -> None:
 
 
 def test_hash_encoder_similarity_follows_word_overlap() -> None:
-    vectors = HashEncoder(512).encode(["leather hiking boots", "hiking boots leather brown", "espresso machine"])
+    vectors = HashEncoder(512).encode(
+        ["leather hiking boots", "hiking boots leather brown", "espresso machine"]
+    )
     assert vectors[0] @ vectors[1] > 0.6 > vectors[0] @ vectors[2]
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.text(max_size=40), min_size=1, max_size=5), st.integers(min_value=8, max_value=300))
+@given(
+    st.lists(st.text(max_size=40), min_size=1, max_size=5), st.integers(min_value=8, max_value=300)
+)
 def test_hash_encoder_norms_property(texts: list[str], dim: int) -> None:
     vectors = HashEncoder(dim).encode(texts)
     norms = np.linalg.norm(vectors, axis=1)
@@ -80,12 +84,16 @@ def _fake_parts(tmp_path: Path) -> list[Path]:
     return parts
 
 
-def test_mpnet_is_assembled_once_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mpnet_is_assembled_once_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     parts = _fake_parts(tmp_path)
     monkeypatch.setattr(encoder_module, "mpnet_parts", lambda: parts)
     data_dir = tmp_path / "data"
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(assemble_mpnet(data_dir))) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(assemble_mpnet(data_dir))) for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -99,7 +107,7 @@ def test_mpnet_is_assembled_once_atomically(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_mpnet_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(encoder_module, "mpnet_parts", lambda: [])
+    monkeypatch.setattr(encoder_module, "mpnet_parts", list)
     with pytest.raises(EncoderLoadError, match="expected 5 installed part packages"):
         assemble_mpnet(tmp_path)
     garbage = [tmp_path / f"p{n}" for n in range(5)]
@@ -134,7 +142,11 @@ def test_packaged_minilm_offline(minilm: Encoder) -> None:
 
 
 def test_minilm_from_worker_threads(minilm: Encoder) -> None:
-    texts = [f"{colour} running shoes size {size}" for colour in ("red", "blue", "black") for size in (7, 9)]
+    texts = [
+        f"{colour} running shoes size {size}"
+        for colour in ("red", "blue", "black")
+        for size in (7, 9)
+    ]
     expected = minilm.encode(texts)
     outputs: dict[int, np.ndarray] = {}
     errors: list[BaseException] = []

@@ -32,12 +32,25 @@ def sub_catalog(demo_catalog: Catalog) -> Catalog:
 def test_round_trip(sub_catalog: Catalog, tmp_path: Path, index_type: str) -> None:
     encoder = HashEncoder(64)
     built = build_index(sub_catalog, encoder, index_type, tmp_path / "idx", progress=False)
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["ids.json", "index.faiss", "manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [
+        "ids.json",
+        "index.faiss",
+        "manifest.json",
+    ]
     loaded = load_index(tmp_path / "idx", expected_encoder="hash:64")
     manifest = loaded.manifest
     assert manifest == built.manifest
-    assert (manifest.encoder, manifest.dim, manifest.normalized, manifest.index_type) == ("hash:64", 64, True, index_type)
-    assert (manifest.catalog, manifest.catalog_hash, manifest.size) == ("demo-sub", sub_catalog.fingerprint(), 400)
+    assert (manifest.encoder, manifest.dim, manifest.normalized, manifest.index_type) == (
+        "hash:64",
+        64,
+        True,
+        index_type,
+    )
+    assert (manifest.catalog, manifest.catalog_hash, manifest.size) == (
+        "demo-sub",
+        sub_catalog.fingerprint(),
+        400,
+    )
     assert manifest.version == index_version("hash:64", sub_catalog.fingerprint(), index_type)
     assert loaded.ids == [p.id for p in sub_catalog.products]
 
@@ -74,7 +87,9 @@ def test_k_is_clamped_and_edge_cases(small_catalog: Catalog, tmp_path: Path) -> 
         index.search(np.zeros((1, 16), np.float32), 3)
 
 
-def test_ivf_on_a_tiny_catalog_returns_minus_one_for_missing_rows(small_catalog: Catalog, tmp_path: Path) -> None:
+def test_ivf_on_a_tiny_catalog_returns_minus_one_for_missing_rows(
+    small_catalog: Catalog, tmp_path: Path
+) -> None:
     encoder = HashEncoder(32)
     index = build_index(small_catalog, encoder, "ivf", tmp_path / "idx", progress=False)
     scores, rows = index.search(encoder.encode(["boots"]), 8)
@@ -87,15 +102,25 @@ def test_build_errors(small_catalog: Catalog, tmp_path: Path) -> None:
     with pytest.raises(IndexBuildError, match="not one of flat, hnsw, ivf"):
         build_index(small_catalog, HashEncoder(32), "lsh", tmp_path / "idx", progress=False)
     with pytest.raises(IndexBuildError, match="has no products"):
-        build_index(replace(small_catalog, products=[]), HashEncoder(32), "flat", tmp_path / "idx", progress=False)
+        build_index(
+            replace(small_catalog, products=[]),
+            HashEncoder(32),
+            "flat",
+            tmp_path / "idx",
+            progress=False,
+        )
     assert not (tmp_path / "idx").exists()
 
 
 def test_overwrite_false_keeps_the_first_index(small_catalog: Catalog, tmp_path: Path) -> None:
     encoder = HashEncoder(32)
-    first = build_index(small_catalog, encoder, "flat", tmp_path / "idx", progress=False, overwrite=False)
+    first = build_index(
+        small_catalog, encoder, "flat", tmp_path / "idx", progress=False, overwrite=False
+    )
     before = (tmp_path / "idx" / "index.faiss").stat().st_mtime_ns
-    second = build_index(small_catalog, encoder, "flat", tmp_path / "idx", progress=False, overwrite=False)
+    second = build_index(
+        small_catalog, encoder, "flat", tmp_path / "idx", progress=False, overwrite=False
+    )
     assert second.manifest == first.manifest
     assert (tmp_path / "idx" / "index.faiss").stat().st_mtime_ns == before
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]

@@ -10,8 +10,8 @@ import pytest
 
 from service.retrieval.build import build_index_cli, demo_catalog_dir, load_catalog_source
 from service.retrieval.catalog import Catalog, CatalogError, load_catalog, save_catalog
-from service.retrieval.index import IndexMismatchError, build_index, load_index
 from service.retrieval.encoder import HashEncoder
+from service.retrieval.index import IndexMismatchError, build_index, load_index
 from service.retrieval.registry import (
     RetrieverRegistry,
     RetrieverSpec,
@@ -38,8 +38,13 @@ def test_two_retrievers_with_different_encoders(bundle: str, tmp_path: Path) -> 
     assert default.catalog is wide.catalog  # one catalog object for one source
     assert default.version != wide.version
     assert default.info() == {
-        "name": "default", "encoder": "hash:32", "dim": 32, "index": "flat", "size": 8,
-        "version": default.version, "catalog": "small",
+        "name": "default",
+        "encoder": "hash:32",
+        "dim": 32,
+        "index": "flat",
+        "size": 8,
+        "version": default.version,
+        "catalog": "small",
     }
     for retriever in registry:
         hits = retriever.search(["office chair with lumbar support"], k=3)[0]
@@ -47,13 +52,16 @@ def test_two_retrievers_with_different_encoders(bundle: str, tmp_path: Path) -> 
         assert all(isinstance(score, float) for _, score in hits)
     built = sorted(p.name for p in (data_dir / "indexes").iterdir())
     assert built == sorted(
-        index_dir_for(data_dir, default.catalog, name, kind).name for name, kind in (("hash:32", "flat"), ("hash:64", "hnsw"))
+        index_dir_for(data_dir, default.catalog, name, kind).name
+        for name, kind in (("hash:32", "flat"), ("hash:64", "hnsw"))
     )
     assert all(name.startswith("small-") for name in built)
 
 
 def test_unknown_retriever(bundle: str, tmp_path: Path) -> None:
-    registry = RetrieverRegistry.load([RetrieverSpec(name="a", encoder="hash:32", catalog=bundle)], tmp_path / "d")
+    registry = RetrieverRegistry.load(
+        [RetrieverSpec(name="a", encoder="hash:32", catalog=bundle)], tmp_path / "d"
+    )
     with pytest.raises(UnknownRetrieverError) as info:
         registry.get("mpnet")
     assert isinstance(info.value, LookupError)
@@ -68,7 +76,9 @@ def test_indexes_are_built_once_and_reused(bundle: str, tmp_path: Path) -> None:
     assert first.index.path is not None
     index_file = first.index.path / "index.faiss"
     stamp = index_file.stat().st_mtime_ns
-    second = RetrieverRegistry.load([spec, RetrieverSpec(name="twin", encoder="hash:32", catalog=bundle)], data_dir)
+    second = RetrieverRegistry.load(
+        [spec, RetrieverSpec(name="twin", encoder="hash:32", catalog=bundle)], data_dir
+    )
     assert index_file.stat().st_mtime_ns == stamp
     assert second.get("default").index is second.get("twin").index
     assert second.get("default").version == first.version
@@ -109,12 +119,21 @@ def test_concurrent_starts_share_one_index(bundle: str, tmp_path: Path) -> None:
 def test_prebuilt_index_dir_is_checked(bundle: str, small_catalog: Catalog, tmp_path: Path) -> None:
     build_index(small_catalog, HashEncoder(32), "flat", tmp_path / "prebuilt", progress=False)
     ok = RetrieverRegistry.load(
-        [RetrieverSpec(encoder="hash:32", catalog=bundle, index_dir=str(tmp_path / "prebuilt"))], tmp_path / "d"
+        [RetrieverSpec(encoder="hash:32", catalog=bundle, index_dir=str(tmp_path / "prebuilt"))],
+        tmp_path / "d",
     )
     assert ok.get("default").index.path == tmp_path / "prebuilt"
-    with pytest.raises(IndexMismatchError, match="built with encoder hash:32, but the retriever is configured with hash:64"):
+    with pytest.raises(
+        IndexMismatchError,
+        match="built with encoder hash:32, but the retriever is configured with hash:64",
+    ):
         RetrieverRegistry.load(
-            [RetrieverSpec(encoder="hash:64", catalog=bundle, index_dir=str(tmp_path / "prebuilt"))], tmp_path / "d"
+            [
+                RetrieverSpec(
+                    encoder="hash:64", catalog=bundle, index_dir=str(tmp_path / "prebuilt")
+                )
+            ],
+            tmp_path / "d",
         )
 
 
@@ -131,15 +150,23 @@ def test_demo_catalog_is_written_once(tmp_path: Path, demo_catalog: Catalog) -> 
 
 def test_bad_specs(bundle: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="configured twice: a"):
-        RetrieverRegistry.load([RetrieverSpec(name="a", encoder="hash:32", catalog=bundle)] * 2, tmp_path)
+        RetrieverRegistry.load(
+            [RetrieverSpec(name="a", encoder="hash:32", catalog=bundle)] * 2, tmp_path
+        )
     with pytest.raises(ValueError, match="index type 'annoy'"):
-        RetrieverRegistry.load([RetrieverSpec(encoder="hash:32", catalog=bundle, index_type="annoy")], tmp_path)
+        RetrieverRegistry.load(
+            [RetrieverSpec(encoder="hash:32", catalog=bundle, index_type="annoy")], tmp_path
+        )
     with pytest.raises(CatalogError, match="neither 'demo' nor an existing catalog directory"):
-        RetrieverRegistry.load([RetrieverSpec(encoder="hash:32", catalog=str(tmp_path / "none"))], tmp_path)
+        RetrieverRegistry.load(
+            [RetrieverSpec(encoder="hash:32", catalog=str(tmp_path / "none"))], tmp_path
+        )
 
 
 def test_spec_from_mapping() -> None:
-    spec = RetrieverSpec.from_mapping({"name": "mpnet", "encoder": "all-mpnet-base-v2", "index": "hnsw", "index_dir": None})
+    spec = RetrieverSpec.from_mapping(
+        {"name": "mpnet", "encoder": "all-mpnet-base-v2", "index": "hnsw", "index_dir": None}
+    )
     assert spec == RetrieverSpec(name="mpnet", encoder="all-mpnet-base-v2", index_type="hnsw")
     with pytest.raises(ValueError, match="unknown field"):
         RetrieverSpec.from_mapping({"name": "x", "model": "y"})
@@ -147,7 +174,12 @@ def test_spec_from_mapping() -> None:
 
 def test_build_index_cli(tmp_path: Path, bundle: str) -> None:
     manifest = build_index_cli(bundle, "hash:32", "hnsw", tmp_path / "out", tmp_path / "data")
-    assert (manifest.catalog, manifest.index_type, manifest.size, manifest.encoder) == ("small", "hnsw", 8, "hash:32")
+    assert (manifest.catalog, manifest.index_type, manifest.size, manifest.encoder) == (
+        "small",
+        "hnsw",
+        8,
+        "hash:32",
+    )
     assert load_index(tmp_path / "out", expected_encoder="hash:32").manifest == manifest
     demo = build_index_cli(None, "hash:16", "flat", tmp_path / "demo-out", tmp_path / "data")
     assert demo.catalog == "demo" and demo.size >= 2000

@@ -3,42 +3,32 @@ attributes: the precise query retrieves exact products, vague filler does not.""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from service.attribution import ndcg_at_k
 from service.retrieval.catalog import Catalog
 from service.retrieval.demo import specific_query
 from service.retrieval.encoder import Encoder
 from service.retrieval.index import VectorIndex, build_index
 from service.retrieval.registry import Retriever
 
-try:
-    from service.attribution import ndcg_at_k
-except ImportError:  # the attribution package is written in parallel; same formula here
-
-    def ndcg_at_k(
-        ranked_ids: Sequence[str], relevant: Mapping[str, float], k: int, pool: object = None
-    ) -> float:
-        def dcg(gains: Sequence[float]) -> float:
-            return sum((2.0**g - 1.0) / math.log2(rank + 1) for rank, g in enumerate(gains, start=1))
-
-        ideal = dcg(sorted(relevant.values(), reverse=True)[:k])
-        return dcg([relevant.get(pid, 0.0) for pid in ranked_ids[:k]]) / ideal if ideal > 0 else 0.0
-
-
 FILLER = "please, I think I would like something nice, thanks"
 
 
 @pytest.fixture(scope="module")
 def demo_minilm_index(
-    demo_catalog: Catalog, minilm: Encoder, demo_minilm_vectors: np.ndarray, tmp_path_factory: pytest.TempPathFactory
+    demo_catalog: Catalog,
+    minilm: Encoder,
+    demo_minilm_vectors: np.ndarray,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> VectorIndex:
     out = tmp_path_factory.mktemp("minilm") / "index"
-    return build_index(demo_catalog, minilm, "flat", out, progress=False, vectors=demo_minilm_vectors)
+    return build_index(
+        demo_catalog, minilm, "flat", out, progress=False, vectors=demo_minilm_vectors
+    )
 
 
 def test_precise_queries_beat_filler_and_the_vague_request(
@@ -64,7 +54,9 @@ def test_precise_queries_beat_filler_and_the_vague_request(
     assert np.mean(precise_ndcg) > 0.6
 
     # The top hit of a precise query is usually an exact match.
-    exact_first = sum(demo_catalog.labels[qid].get(results[i][0][0]) == 1.0 for i, qid in enumerate(sample))
+    exact_first = sum(
+        demo_catalog.labels[qid].get(results[i][0][0]) == 1.0 for i, qid in enumerate(sample)
+    )
     assert exact_first >= 0.7 * len(sample)
 
 

@@ -67,13 +67,17 @@ class FakeScorer:
         results = []
         for group in groups:
             assert group.target.query_id is not None
-            rewards = np.array([self.reward(group.target.query_id, r.text) for r in group.responses])
+            rewards = np.array(
+                [self.reward(group.target.query_id, r.text) for r in group.responses]
+            )
             if len(rewards) > 1:
                 advantages = (rewards - rewards.mean()) / (rewards.std(ddof=1) + 1e-6)
             else:
                 advantages = np.zeros_like(rewards)
             responses = []
-            for response, reward, advantage in zip(group.responses, rewards, advantages):
+            for response, reward, advantage in zip(
+                group.responses, rewards, advantages, strict=True
+            ):
                 offsets = list(response.token_offsets or [])
                 tokens = [response.text[a:b].lower() for a, b in offsets]
                 weights = np.array(

@@ -45,12 +45,18 @@ def test_ratio_beyond_the_clip_range_stops_the_gradient_only_where_it_should() -
 @settings(max_examples=50, deadline=None)
 @given(
     st.lists(
-        st.lists(st.tuples(st.floats(-3, 3), st.floats(-0.5, 0.5), st.floats(-5, 5)), min_size=1, max_size=6),
+        st.lists(
+            st.tuples(st.floats(-3, 3), st.floats(-0.5, 0.5), st.floats(-5, 5)),
+            min_size=1,
+            max_size=6,
+        ),
         min_size=1,
         max_size=5,
     )
 )
-def test_loss_is_bounded_by_the_clipped_surrogates(rows: list[list[tuple[float, float, float]]]) -> None:
+def test_loss_is_bounded_by_the_clipped_surrogates(
+    rows: list[list[tuple[float, float, float]]],
+) -> None:
     old = [torch.tensor([r[0] for r in row]) for row in rows]
     new = [torch.tensor([r[0] + r[1] for r in row]) for row in rows]
     adv = [torch.tensor([r[2] for r in row]) for row in rows]
@@ -69,7 +75,19 @@ def test_mismatched_shapes_are_refused() -> None:
 
 
 def _policy() -> TinyPolicy:
-    words = ["red", "blue", "boots", "jacket", "leather", "wool", "please", "thanks", "nice", "i", "think"]
+    words = [
+        "red",
+        "blue",
+        "boots",
+        "jacket",
+        "leather",
+        "wool",
+        "please",
+        "thanks",
+        "nice",
+        "i",
+        "think",
+    ]
     return TinyPolicy(TinyVocabulary.from_words(words))
 
 
@@ -85,6 +103,6 @@ def test_update_raises_the_probability_of_positively_advantaged_tokens() -> None
     update(policy, optimizer, rollouts, advantages, epochs=3)
     with torch.no_grad():
         after = policy.log_probs(rollouts)
-    for i, (rollout, new) in enumerate(zip(rollouts, after)):
+    for i, (rollout, new) in enumerate(zip(rollouts, after, strict=True)):
         change = float(new.sum() - rollout.old_log_probs.sum())
         assert change > 0 if i < 3 else change < 0

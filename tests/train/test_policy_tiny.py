@@ -73,7 +73,7 @@ def test_recomputed_log_probs_match_sampling_time(demo_catalog: Catalog) -> None
     policy = TinyPolicy.from_catalog(demo_catalog)
     rollouts = policy.sample(_requests(demo_catalog), 4, torch.Generator().manual_seed(5))
     recomputed = policy.log_probs(rollouts)
-    for rollout, values in zip(rollouts, recomputed):
+    for rollout, values in zip(rollouts, recomputed, strict=True):
         assert values.requires_grad
         torch.testing.assert_close(values.detach(), rollout.old_log_probs, atol=1e-5, rtol=0)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import asyncio
+import logging
 from collections.abc import Coroutine
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -36,7 +37,7 @@ async def _disconnected(request: Request) -> None:
             return
 
 
-def _consume(task: asyncio.Future[object]) -> None:
+def _consume(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
 
@@ -113,4 +114,5 @@ async def attribute(
     )
     # Serialised by pydantic-core directly: a big request carries ~10^6 token advantages and
     # FastAPI's re-validation of the response model would double the cost.
-    return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
+    content = await anyio.to_thread.run_sync(lambda: result.model_dump_json(exclude_none=True))
+    return Response(content, media_type="application/json")

@@ -52,7 +52,9 @@ async def search(
             field="q",
         )
     if not 1 <= k <= settings.max_k:
-        raise InvalidRequest(f"k is {k}; it must be between 1 and max_k={settings.max_k}", field="k")
+        raise InvalidRequest(
+            f"k is {k}; it must be between 1 and max_k={settings.max_k}", field="k"
+        )
     services.engine.retriever(name, "name")
     async with services.admission.slot():
         hits = await services.engine.search(name, q, k)

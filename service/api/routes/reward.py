@@ -17,7 +17,7 @@ from service.api.routes.attribute import ERROR_RESPONSES
 from service.attribution import extract_query
 from service.engine.attribute import ScoringTarget
 from service.errors import InvalidRequest
-from service.schemas import RewardRequest, RewardResponse
+from service.schemas import MAX_GAIN, RewardRequest, RewardResponse
 
 if TYPE_CHECKING:
     from service.retrieval.registry import Retriever
@@ -36,33 +36,57 @@ def response_text(query: str, prompt: str | None) -> str:
 
 def _gains(value: Any, field: str) -> dict[str, float]:
     if not isinstance(value, Mapping) or not value:
-        raise InvalidRequest(f"{field} must be a non-empty object of product id -> gain", field=field)
+        raise InvalidRequest(
+            f"{field} must be a non-empty object of product id -> gain", field=field
+        )
     gains: dict[str, float] = {}
     for product_id, gain in value.items():
-        if isinstance(gain, bool) or not isinstance(gain, int | float) or not gain > 0 or gain == float("inf"):
-            raise InvalidRequest(f"{field}: the gain of {product_id!r} must be a finite number > 0", field=field)
+        if (
+            isinstance(gain, bool)
+            or not isinstance(gain, int | float)
+            or not gain > 0
+            or not gain <= MAX_GAIN
+        ):
+            raise InvalidRequest(
+                f"{field}: the gain of {product_id!r} must be a number in (0, {MAX_GAIN:g}]",
+                field=field,
+            )
         gains[str(product_id)] = float(gain)
     return gains
 
 
-def scoring_target(services: ServicesDep, retriever: Retriever, label: Any, field: str) -> ScoringTarget:
+def scoring_target(
+    services: ServicesDep, retriever: Retriever, label: Any, field: str
+) -> ScoringTarget:
     """The labels (and pool) one `labels[i]` entry stands for."""
     if label is None or label == "":
-        raise InvalidRequest(f"{field} is missing: give a catalog query id or graded labels", field=field)
+        raise InvalidRequest(
+            f"{field} is missing: give a catalog query id or graded labels", field=field
+        )
     if isinstance(label, str):
         stripped = label.strip()
         if not stripped.startswith("{"):
-            return ScoringTarget.build(services.engine.resolve_labels(retriever, stripped, field), None)
+            return ScoringTarget.build(
+                services.engine.resolve_labels(retriever, stripped, field), None
+            )
         try:
             label = json.loads(stripped)
         except ValueError as exc:
             raise InvalidRequest(f"{field} is not valid JSON: {exc}", field=field) from exc
-    if isinstance(label, Mapping) and ("relevant" in label or "query_id" in label or "pool" in label):
+    if isinstance(label, Mapping) and (
+        "relevant" in label or "query_id" in label or "pool" in label
+    ):
         pool = label.get("pool")
-        if pool is not None and (not isinstance(pool, list) or not all(isinstance(p, str) for p in pool)):
-            raise InvalidRequest(f"{field}.pool must be a list of product ids", field=f"{field}.pool")
+        if pool is not None and (
+            not isinstance(pool, list) or not all(isinstance(p, str) for p in pool)
+        ):
+            raise InvalidRequest(
+                f"{field}.pool must be a list of product ids", field=f"{field}.pool"
+            )
         if "query_id" in label:
-            labels = services.engine.resolve_labels(retriever, str(label["query_id"]), f"{field}.query_id")
+            labels = services.engine.resolve_labels(
+                retriever, str(label["query_id"]), f"{field}.query_id"
+            )
         else:
             labels = _gains(label.get("relevant"), f"{field}.relevant")
         return ScoringTarget.build(labels, pool)
@@ -86,12 +110,16 @@ async def reward(
     if count > limit:
         raise InvalidRequest(f"query has {count} entries; the limit is {limit}", field="query")
     if not 1 <= k <= settings.max_k:
-        raise InvalidRequest(f"k is {k}; it must be between 1 and max_k={settings.max_k}", field="k")
+        raise InvalidRequest(
+            f"k is {k}; it must be between 1 and max_k={settings.max_k}", field="k"
+        )
     for name, values in (("prompts", body.prompts), ("labels", body.labels)):
         if values is not None and len(values) != count:
-            raise InvalidRequest(f"{name} has {len(values)} entries for {count} queries", field=name)
+            raise InvalidRequest(
+                f"{name} has {len(values)} entries for {count} queries", field=name
+            )
     found = services.engine.retriever(retriever, "retriever")
-    prompts = body.prompts or [None] * count
+    prompts: list[str | None] = list(body.prompts) if body.prompts else [None] * count
     labels = body.labels or [None] * count
     items: list[tuple[str, ScoringTarget]] = []
     for i, (query, prompt) in enumerate(zip(body.query, prompts, strict=True)):

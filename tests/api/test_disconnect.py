@@ -1,0 +1,57 @@
+"""Work of a client that disconnects is cancelled; work of a connected client completes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.api.routes.attribute import ClientGone, run_while_connected
+
+
+class FakeRequest:
+    def __init__(self, disconnect_after: float | None) -> None:
+        self.disconnect_after = disconnect_after
+
+    async def receive(self) -> dict:
+        if self.disconnect_after is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.disconnect_after)
+        return {"type": "http.disconnect"}
+
+
+def test_disconnect_cancels_pending_work():
+    state = {"cancelled": False, "finished": False}
+
+    async def work() -> str:
+        try:
+            await asyncio.sleep(5)
+            state["finished"] = True
+            return "done"
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+
+    async def main() -> None:
+        with pytest.raises(ClientGone):
+            await run_while_connected(FakeRequest(0.01), work())  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert state == {"cancelled": True, "finished": False}
+
+
+def test_connected_client_gets_the_result_and_errors_unwrapped():
+    async def work() -> str:
+        await asyncio.sleep(0.01)
+        return "done"
+
+    async def failing() -> str:
+        raise ValueError("bad input")
+
+    async def main() -> None:
+        assert await run_while_connected(FakeRequest(None), work()) == "done"  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="bad input"):
+            await run_while_connected(FakeRequest(None), failing())  # type: ignore[arg-type]
+
+    asyncio.run(main())
