@@ -10,6 +10,9 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# One data dir for every test session and area: the MiniLM demo index is built once, then reused
+# (indexes are keyed by catalog hash + encoder, so a changed demo catalog builds a new one).
+export OSPO_TEST_DATA_DIR ?= $(CURDIR)/.cache/test-data
 
 .PHONY: install serve test lint typecheck pytest bench clean
 
