@@ -1,6 +1,6 @@
 """Service settings: environment variables (`OSPO_*`, plus `REDIS_URL`) and an optional
-retrievers config file (TOML or JSON). Nothing is read at import time: call `load_settings()`
-or build `Settings(...)` where the app or the CLI starts."""
+config file (TOML or JSON) listing `retrievers` and `reward_models`. Nothing is read at import
+time: call `load_settings()` or build `Settings(...)` where the app or the CLI starts."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from service.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from service.retrieval.registry import RetrieverSpec
+    from service.rewardmodel.spec import RewardModelSpec
 
 _SPEC_FIELDS = ("name", "encoder", "catalog", "index_type", "index", "index_dir")
 _CATALOG_KINDS = ("esci", "wands", "hm")
@@ -81,14 +82,20 @@ class Settings(BaseSettings):
 
         if self.config_file is None:
             return [RetrieverSpec()]
-        return [
-            RetrieverSpec.from_mapping(entry) for entry in read_retriever_entries(self.config_file)
-        ]
+        entries = read_retriever_entries(self.config_file)
+        if not entries:  # a file with reward models only keeps the default retriever
+            return [RetrieverSpec()]
+        return [RetrieverSpec.from_mapping(entry) for entry in entries]
+
+    def reward_model_specs(self) -> list[RewardModelSpec]:
+        """The reward models of `config_file` (`[[reward_models]]`); none without a file."""
+        if self.config_file is None:
+            return []
+        return read_reward_model_specs(self.config_file)
 
 
-def read_retriever_entries(path: Path) -> list[dict[str, Any]]:
-    """The `retrievers` entries of a TOML or JSON config file, with relative catalog and
-    index paths resolved against the file's directory."""
+def read_config_document(path: Path) -> Any:
+    """The parsed TOML (or, for a .json file, JSON) config file."""
     path = Path(path).expanduser()
     try:
         raw = path.read_bytes()
@@ -97,12 +104,20 @@ def read_retriever_entries(path: Path) -> list[dict[str, Any]]:
             f"cannot read config file {path}: {exc.strerror}", field="config"
         ) from exc
     try:
-        document: Any = (
-            json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw.decode())
-        )
+        return json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid: {exc}", field="config") from exc
+
+
+def read_retriever_entries(path: Path) -> list[dict[str, Any]]:
+    """The `retrievers` entries of a TOML or JSON config file, with relative catalog and
+    index paths resolved against the file's directory. A file that lists `reward_models`
+    but no `retrievers` gives no entries."""
+    path = Path(path).expanduser()
+    document = read_config_document(path)
     entries = document.get("retrievers") if isinstance(document, dict) else document
+    if entries is None and isinstance(document, dict) and "reward_models" in document:
+        return []
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"config file {path} lists no retrievers", field="retrievers")
     resolved: list[dict[str, Any]] = []
@@ -127,6 +142,37 @@ def read_retriever_entries(path: Path) -> list[dict[str, Any]]:
     return resolved
 
 
+def read_reward_model_specs(path: Path) -> list[RewardModelSpec]:
+    """The `reward_models` entries of a config file as specs (a relative `model` path that
+    exists next to the file is resolved against the file's directory)."""
+    from service.rewardmodel.spec import RewardModelSpec
+
+    path = Path(path).expanduser()
+    document = read_config_document(path)
+    entries = document.get("reward_models", []) if isinstance(document, dict) else []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: reward_models must be a list of tables", field="reward_models")
+    specs: list[RewardModelSpec] = []
+    names: set[str] = set()
+    for position, entry in enumerate(entries):
+        field = f"reward_models[{position}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: {field} is not a table", field=field)
+        item = dict(entry)
+        model = item.get("model")
+        if isinstance(model, str) and model and (path.parent / model).expanduser().exists():
+            item["model"] = str((path.parent / model).expanduser().resolve())
+        try:
+            spec = RewardModelSpec.from_mapping(item)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: {field}: {exc}", field=field) from exc
+        if spec.name in names:
+            raise ConfigError(f"{path}: reward model name {spec.name!r} is used twice", field=field)
+        names.add(spec.name)
+        specs.append(spec)
+    return specs
+
+
 def _resolve_source(value: str, base: Path) -> str:
     """A catalog or index path relative to the config file's directory ("esci:DIR" keeps its
     prefix)."""
@@ -145,4 +191,11 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
 
 
-__all__ = ["ConfigError", "Settings", "load_settings", "read_retriever_entries"]
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "read_config_document",
+    "read_retriever_entries",
+    "read_reward_model_specs",
+]

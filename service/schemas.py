@@ -27,16 +27,23 @@ Gain = Annotated[float, Field(gt=0, le=MAX_GAIN, allow_inf_nan=False)]
 
 
 class Target(_Model):
-    """Exactly one of: `query_id` (labels the service holds for a catalog query) or
-    `relevant` (explicit graded labels, product id -> gain > 0)."""
+    """Exactly one of: `query_id` (labels the service holds for a catalog query),
+    `relevant` (explicit graded labels, product id -> gain > 0) or `reward_model` (the name
+    of a configured reward model scoring the group's prompt + partial responses). `label`
+    goes with `reward_model` only: it is sent as OpenRLHF's `labels[i]` to a remote model."""
 
     query_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     relevant: dict[ProductId, Gain] | None = None
+    reward_model: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    label: Annotated[str, Field(max_length=8000)] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Target:
-        if (self.query_id is None) == (self.relevant is None):
-            raise ValueError("target needs exactly one of 'query_id' or 'relevant'")
+        given = [self.query_id, self.relevant, self.reward_model]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("target needs exactly one of 'query_id', 'relevant' or 'reward_model'")
+        if self.label is not None and self.reward_model is None:
+            raise ValueError("target.label goes with 'reward_model' only")
         return self
 
 
@@ -51,12 +58,17 @@ class GroupIn(_Model):
     id: str | None = None
     target: Target
     pool: list[ProductId] | None = None
+    # The text before every response; required with a reward_model target ("" for none),
+    # ignored by retrieval targets.
+    prompt: str | None = None
     responses: list[ResponseIn]
 
 
 class Options(_Model):
     retriever: str = "default"
     k: int = 1000
+    # Left unset, reward_model targets segment by "sentence" (the engine reads
+    # model_fields_set, so an explicit "phrase" stays "phrase").
     segmenter: Segmenter = "phrase"
     max_width: int = 8
     max_coalitions: int = 96
@@ -119,10 +131,18 @@ class Stats(BaseModel):
     timings_ms: Timings
 
 
+class RewardModelInfo(BaseModel):
+    name: str
+    backend: str
+    version: str
+
+
 class ModelInfo(BaseModel):
+    # Empty strings when no group of the request used a retriever.
     retriever: str
     encoder: str
     index_version: str
+    reward_models: list[RewardModelInfo] | None = None
 
 
 class AttributeResponse(BaseModel):
@@ -207,6 +227,7 @@ __all__ = [
     "ResponseOut",
     "RetrieverInfo",
     "RetrieversResponse",
+    "RewardModelInfo",
     "RewardRequest",
     "RewardResponse",
     "SearchHit",

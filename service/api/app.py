@@ -1,5 +1,6 @@
 """`create_app(settings)`: the FastAPI app. Its lifespan loads the retrievers (models and
-indexes, built on disk once), the score cache and the engine; /readyz answers 503 until then."""
+indexes, built on disk once), the reward models of the config file, the score cache and the
+engine; /readyz answers 503 until then."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from service.config import Settings
 if TYPE_CHECKING:
     from service.cache import ScoreCache
     from service.retrieval.registry import RetrieverRegistry
+    from service.rewardmodel import RewardModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,13 @@ def load_registry(settings: Settings) -> RetrieverRegistry:
     from service.retrieval.registry import RetrieverRegistry
 
     return RetrieverRegistry.load(settings.retriever_specs(), settings.data_dir.expanduser())
+
+
+def load_reward_models(settings: Settings) -> RewardModelRegistry:
+    """The config file's reward models (in-process ones load their weights here: blocking)."""
+    from service.rewardmodel import RewardModelRegistry
+
+    return RewardModelRegistry.load(settings.reward_model_specs())
 
 
 def build_cache(settings: Settings, metrics: ServiceMetrics) -> ScoreCache:
@@ -50,6 +59,7 @@ async def start_services(
     state: AppState,
     registry: RetrieverRegistry | None = None,
     cache: ScoreCache | None = None,
+    reward_models: RewardModelRegistry | None = None,
 ) -> Services:
     from service.engine import Admission, AttributionEngine, EncodeBatcher, Limits
 
@@ -57,6 +67,8 @@ async def start_services(
     metrics = state.metrics
     if registry is None:
         registry = await anyio.to_thread.run_sync(load_registry, settings)
+    if reward_models is None:
+        reward_models = await anyio.to_thread.run_sync(load_reward_models, settings)
     if cache is None:
         cache = build_cache(settings, metrics)
     degraded_cache = cache
@@ -77,6 +89,7 @@ async def start_services(
         limits=Limits.from_settings(settings),
         batcher=batcher,
         encode_batch_size=settings.encode_batch_size,
+        reward_models=reward_models,
     )
     admission = Admission(
         settings.max_inflight,
@@ -96,9 +109,10 @@ def create_app(
     *,
     registry: RetrieverRegistry | None = None,
     cache: ScoreCache | None = None,
+    reward_models: RewardModelRegistry | None = None,
 ) -> FastAPI:
-    """The service app. `registry`/`cache` may be injected (tests, benchmarks); otherwise the
-    lifespan builds them from `settings`."""
+    """The service app. `registry`/`cache`/`reward_models` may be injected (tests,
+    benchmarks); otherwise the lifespan builds them from `settings`."""
     settings = settings or Settings()
     metrics = ServiceMetrics()
     state = AppState(settings=settings, metrics=metrics)
@@ -106,7 +120,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            state.services = await start_services(state, registry, cache)
+            state.services = await start_services(state, registry, cache, reward_models)
         except Exception as exc:
             state.status = "failed"
             state.error = str(exc)
@@ -114,9 +128,11 @@ def create_app(
             raise
         state.status = "ready"
         metrics.ready.set(1)
+        loaded_models = state.services.engine.reward_models
         logger.info(
-            "ospo ready: retrievers=%s cache=%s",
+            "ospo ready: retrievers=%s reward_models=%s cache=%s",
             ",".join(state.services.registry.names()),
+            ",".join(loaded_models.names()) if loaded_models is not None else "",
             state.services.cache.backend,
         )
         try:
@@ -126,6 +142,8 @@ def create_app(
             metrics.ready.set(0)
             if cache is None:
                 state.services.cache.close()
+            if reward_models is None and loaded_models is not None:
+                await loaded_models.aclose()
 
     app = FastAPI(
         title="ospo",
@@ -150,4 +168,4 @@ def create_app(
     return app
 
 
-__all__ = ["create_app", "load_registry", "start_services"]
+__all__ = ["create_app", "load_registry", "load_reward_models", "start_services"]

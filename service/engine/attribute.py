@@ -1,10 +1,11 @@
 """AttributionEngine: the request path of POST /attribute and POST /reward.
 
 For one request: extract and segment every response, plan its coalitions, build the partial
-queries, deduplicate them across the whole request, look them all up in the score cache in
-one round trip, encode only the misses in one (micro-batched) call, run one batched search,
-score with NDCG, write the new scores back in one pipeline, then run the estimators and the
-redistribution. Every CPU stage runs on a worker thread, never on the event loop.
+texts, deduplicate them across the whole request, look them all up in the score cache in
+one round trip, evaluate only the misses with their game (service.engine.games: for the
+retrieval game one micro-batched encode, one batched search and NDCG; for a reward-model game
+one batched scoring call), write the new scores back in one pipeline, then run the estimators
+and the redistribution. Every CPU stage runs on a worker thread, never on the event loop.
 
 `naive` mode reproduces the cost structure of the authors' released code (one encode and one
 search per coalition, no dedupe, no cache); it exists only to be measured against.
@@ -12,8 +13,6 @@ search per coalition, no dedupe, no cache); it exists only to be measured agains
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,19 +29,34 @@ from service.attribution import (
     estimate,
     extract_query,
     group_advantages,
-    ndcg_at_k,
     partial_query,
     redistribute_uniform,
     segment,
     segment_credit,
     token_advantages,
 )
-from service.cache import ScoreCache, cache_key
+from service.cache import ScoreCache
 from service.engine.batcher import EncodeBatcher
+from service.engine.games import (
+    RETRIEVAL_LANE,
+    REWARD_MODEL,
+    Game,
+    GameShape,
+    RetrievalGame,
+    RetrievalShape,
+    RewardModelGame,
+    RewardTarget,
+    ScoringTarget,
+    canonical_digest,
+    encode_function,
+    encode_lane,
+    index_size,
+)
 from service.engine.limits import Limits, validate_request
-from service.engine.scoring import PreparedTarget, RowScorer
+from service.engine.scoring import RowScorer
 from service.engine.timing import StageTimer
-from service.errors import TooManyCoalitions, UnknownQuery, UnknownRetriever
+from service.errors import InvalidRequest, TooManyCoalitions, UnknownQuery, UnknownRetriever
+from service.rewardmodel.base import UnknownRewardModel
 from service.schemas import (
     AttributeRequest,
     AttributeResponse,
@@ -50,6 +64,7 @@ from service.schemas import (
     GroupOut,
     ModelInfo,
     ResponseOut,
+    RewardModelInfo,
     SegmentOut,
     Stats,
     Timings,
@@ -57,35 +72,17 @@ from service.schemas import (
 
 if TYPE_CHECKING:
     from service.retrieval.registry import Retriever, RetrieverRegistry
+    from service.rewardmodel.base import RewardModel
+    from service.rewardmodel.registry import RewardModelRegistry
 
 logger = logging.getLogger(__name__)
 
 Span = tuple[int, int]
 T = TypeVar("T")
 
-
-def canonical_digest(value: Any) -> str:
-    """sha256 of the canonical JSON of `value` (sorted keys, no spaces): equal labels or pools
-    give equal cache keys whatever order the client sent them in."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class ScoringTarget:
-    """Graded labels and optional candidate pool one partial query is scored against."""
-
-    relevant: Mapping[str, float]
-    pool: frozenset[str] | None
-    digest: str
-    pool_digest: str
-
-    @classmethod
-    def build(cls, relevant: Mapping[str, float], pool: Sequence[str] | None) -> ScoringTarget:
-        labels = {str(pid): float(gain) for pid, gain in relevant.items()}
-        pool_set = None if pool is None else frozenset(pool)
-        pool_digest = "" if pool_set is None else canonical_digest(sorted(pool_set))
-        return cls(labels, pool_set, canonical_digest(labels), pool_digest)
+RETRIEVAL_SHAPE = RetrievalShape()
+# Sentences are the players of the paper's reward-model setting; phrases those of search.
+REWARD_MODEL_SEGMENTER = "sentence"
 
 
 @dataclass
@@ -94,7 +91,7 @@ class _ResponsePlan:
     query_span: Span
     spans: list[Span]  # absolute offsets into `text`
     coalitions: list[frozenset[int]]
-    queries: list[str]  # partial query per coalition ("" for the empty one)
+    queries: list[str]  # partial text per coalition ("" for the empty one)
     entries: list[int]  # unique-entry index per coalition (-1: not evaluated)
     reward: float | None
     token_offsets: list[Span] | None
@@ -103,7 +100,7 @@ class _ResponsePlan:
 @dataclass
 class _GroupPlan:
     id: str | None
-    target: ScoringTarget
+    target: Any  # ScoringTarget | RewardTarget
     responses: list[_ResponsePlan] = field(default_factory=list)
 
 
@@ -116,28 +113,48 @@ class EvaluationStats:
 
 
 class _Entries:
-    """Distinct (target, pool, partial query) triples of one request, in first-seen order."""
+    """Distinct (game lane, target, partial text) triples of one request, in first-seen order;
+    `items[i]` is (target, text), `lanes[i]` the game it belongs to."""
 
     def __init__(self, dedupe: bool = True) -> None:
         self.dedupe = dedupe
-        self.items: list[tuple[ScoringTarget, str]] = []
+        self.items: list[tuple[Any, str]] = []
+        self.lanes: list[str] = []
         self._index: dict[tuple[str, str, str], int] = {}
 
-    def add(self, target: ScoringTarget, text: str) -> int:
-        key = (target.digest, target.pool_digest, text)
+    def add(self, target: Any, text: str, lane: str = RETRIEVAL_LANE) -> int:
+        key = (lane, target.key, text)
         if self.dedupe:
             found = self._index.get(key)
             if found is not None:
                 return found
         self._index[key] = len(self.items)
         self.items.append((target, text))
+        self.lanes.append(lane)
         return len(self.items) - 1
+
+    def by_lane(self) -> dict[str, list[int]]:
+        positions: dict[str, list[int]] = {}
+        for position, lane in enumerate(self.lanes):
+            positions.setdefault(lane, []).append(position)
+        return positions
+
+
+@dataclass
+class _Binding:
+    """What a request's groups are scored with: one target and one game per group."""
+
+    targets: list[Any] = field(default_factory=list)
+    shapes: list[GameShape] = field(default_factory=list)
+    games: dict[str, Game] = field(default_factory=dict)
+    retriever: Retriever | None = None
+    reward_models: list[RewardModel] = field(default_factory=list)
 
 
 class AttributionEngine:
-    """Turns AttributeRequests into AttributeResponses against a RetrieverRegistry and a
-    ScoreCache. Create it inside the event loop that serves the requests (the batcher's
-    worker tasks live there)."""
+    """Turns AttributeRequests into AttributeResponses against a RetrieverRegistry, optional
+    reward models and a ScoreCache. Create it inside the event loop that serves the requests
+    (the batcher's worker tasks live there)."""
 
     def __init__(
         self,
@@ -148,6 +165,7 @@ class AttributionEngine:
         batcher: EncodeBatcher | None = None,
         encode_batch_size: int = 256,
         naive: bool = False,
+        reward_models: RewardModelRegistry | None = None,
     ) -> None:
         self.registry = registry
         self.cache = cache
@@ -155,6 +173,7 @@ class AttributionEngine:
         self.batcher = batcher or EncodeBatcher()
         self.encode_batch_size = encode_batch_size
         self.naive = naive
+        self.reward_models = reward_models
         self._scorers: dict[tuple[str, str], RowScorer] = {}
 
     # ---------------------------------------------------------------- public API
@@ -167,22 +186,16 @@ class AttributionEngine:
         naive = self.naive if naive is None else naive
         timer = StageTimer()
         options = request.options
-        retriever = self.retriever(options.retriever, "options.retriever")
-        targets = [
-            self._resolve_target(
-                retriever, g, group.target.query_id, group.target.relevant, group.pool
-            )
-            for g, group in enumerate(request.groups)
-        ]
+        binding = self._bind(request)
         with timer.stage("segment"):
-            plans, entries = await _run_sync(self._plan, request, targets, not naive)
+            plans, entries = await _run_sync(
+                self._plan, request, binding.targets, not naive, binding.shapes
+            )
         use_cache = options.cache and not naive and self.cache is not None
         if naive:
-            values, stats = await _run_sync(
-                self._evaluate_naive, retriever, entries, options.k, timer
-            )
+            values, stats = await self._evaluate_naive(binding.games, entries, timer)
         else:
-            values, stats = await self._evaluate(retriever, entries, options.k, use_cache, timer)
+            values, stats = await self._evaluate(binding.games, entries, use_cache, timer)
         stats.evaluated = sum(1 for p in plans for r in p.responses for e in r.entries if e >= 0)
         with timer.stage("attribute"):
             groups = await _run_sync(self._attribute_groups, plans, values, request)
@@ -196,7 +209,7 @@ class AttributionEngine:
                 encoded=stats.encoded,
                 timings_ms=Timings(**timings),
             ),
-            model=self.model_info(retriever),
+            model=self._request_model_info(binding),
         )
 
     async def score_queries(
@@ -212,8 +225,9 @@ class AttributionEngine:
         timer = StageTimer()
         entries = _Entries()
         positions = [entries.add(target, text) if text else -1 for text, target in items]
+        games: dict[str, Game] = {RETRIEVAL_LANE: self._retrieval_game(retriever, k)}
         values, stats = await self._evaluate(
-            retriever, entries, k, use_cache and self.cache is not None, timer
+            games, entries, use_cache and self.cache is not None, timer
         )
         stats.evaluated = sum(1 for p in positions if p >= 0)
         return [float(values[p]) if p >= 0 else 0.0 for p in positions], stats, timer
@@ -222,11 +236,9 @@ class AttributionEngine:
         """The retriever's top-k products for `query`: (id, title, score)."""
         retriever = self.retriever(retriever_name, "name")
         vectors = await self.batcher.encode(
-            self._lane(retriever), self._encode_fn(retriever), [query]
+            encode_lane(retriever), encode_function(retriever, self.encode_batch_size), [query]
         )
-        hits = await _run_sync(
-            retriever.search_vectors, vectors, min(k, self._index_size(retriever))
-        )
+        hits = await _run_sync(retriever.search_vectors, vectors, min(k, index_size(retriever)))
         catalog = retriever.catalog
         results: list[tuple[str, str, float]] = []
         for product_id, score in hits[0]:
@@ -245,6 +257,14 @@ class AttributionEngine:
             raise UnknownRetriever(
                 f"{field}: no retriever named {name!r} (available: {available})", field=field
             ) from None
+
+    def reward_model(self, name: str, field: str) -> RewardModel:
+        """The named reward model; UnknownRewardModel (404) naming `field` otherwise."""
+        if self.reward_models is None:
+            raise UnknownRewardModel(
+                f"{field}: no reward model named {name!r} (none are configured)", field=field
+            )
+        return self.reward_models.get(name, field)
 
     def model_info(self, retriever: Retriever) -> ModelInfo:
         return ModelInfo(
@@ -266,6 +286,66 @@ class AttributionEngine:
 
     # ---------------------------------------------------------------- planning
 
+    def _bind(self, request: AttributeRequest) -> _Binding:
+        """Each group's target and game; the retriever is resolved only when a group needs it."""
+        options = request.options
+        binding = _Binding()
+        for g, group in enumerate(request.groups):
+            target = group.target
+            if target.reward_model is not None:
+                game = self._reward_model_game(binding, g, group)
+                binding.targets.append(RewardTarget.build(group.prompt or "", target.label))
+                binding.shapes.append(game)
+                continue
+            if binding.retriever is None:
+                binding.retriever = self.retriever(options.retriever, "options.retriever")
+                binding.games[RETRIEVAL_LANE] = self._retrieval_game(binding.retriever, options.k)
+            binding.targets.append(
+                self._resolve_target(
+                    binding.retriever, g, target.query_id, target.relevant, group.pool
+                )
+            )
+            binding.shapes.append(binding.games[RETRIEVAL_LANE])
+        return binding
+
+    def _reward_model_game(self, binding: _Binding, g: int, group: Any) -> Game:
+        gfield = f"groups[{g}]"
+        model = self.reward_model(group.target.reward_model, f"{gfield}.target.reward_model")
+        if group.prompt is None:
+            raise InvalidRequest(
+                f"{gfield}.prompt is required with a reward_model target: the reward model "
+                'scores prompt + response (send "" for a model that needs no prompt)',
+                field=f"{gfield}.prompt",
+            )
+        if len(group.prompt) > self.limits.max_text_chars:
+            raise InvalidRequest(
+                f"{gfield}.prompt has {len(group.prompt)} characters; the limit is "
+                f"max_text_chars={self.limits.max_text_chars}",
+                field=f"{gfield}.prompt",
+            )
+        if group.pool is not None:
+            raise InvalidRequest(
+                f"{gfield}.pool applies to retrieval targets only; omit it with a reward_model "
+                "target",
+                field=f"{gfield}.pool",
+            )
+        game = RewardModelGame(model)
+        existing = binding.games.get(game.lane)
+        if existing is not None:
+            return existing
+        binding.games[game.lane] = game
+        binding.reward_models.append(model)
+        return game
+
+    def _retrieval_game(self, retriever: Retriever, k: int) -> RetrievalGame:
+        return RetrievalGame(
+            retriever,
+            k,
+            batcher=self.batcher,
+            encode_batch_size=self.encode_batch_size,
+            scorer=self._scorer(retriever),
+        )
+
     def _resolve_target(
         self,
         retriever: Retriever,
@@ -281,18 +361,23 @@ class AttributionEngine:
         return ScoringTarget.build(labels, pool)
 
     def _plan(
-        self, request: AttributeRequest, targets: list[ScoringTarget], dedupe: bool
+        self,
+        request: AttributeRequest,
+        targets: Sequence[Any],
+        dedupe: bool,
+        shapes: Sequence[GameShape] | None = None,
     ) -> tuple[list[_GroupPlan], _Entries]:
         options = request.options
         entries = _Entries(dedupe)
         plans: list[_GroupPlan] = []
         for g, group in enumerate(request.groups):
             target = targets[g]
+            shape = RETRIEVAL_SHAPE if shapes is None else shapes[g]
             plan = _GroupPlan(group.id, target)
             for r, response in enumerate(group.responses):
                 field = f"groups[{g}].responses[{r}]"
                 plan.responses.append(
-                    self._plan_response(response, target, entries, options, field)
+                    self._plan_response(response, target, entries, options, field, shape)
                 )
             plans.append(plan)
         return plans, entries
@@ -300,19 +385,25 @@ class AttributionEngine:
     def _plan_response(
         self,
         response: Any,
-        target: ScoringTarget,
+        target: Any,
         entries: _Entries,
         options: Any,
         field: str,
+        shape: GameShape = RETRIEVAL_SHAPE,
     ) -> _ResponsePlan:
         text: str = response.text
-        q_start, q_end = extract_query(text, response.span)
+        segmenter: str = options.segmenter
+        if shape.kind == REWARD_MODEL:
+            # The reward model scores the response itself: `span` (when given) picks the
+            # attributed part, otherwise all of it; no <answer> extraction.
+            whole = response.span if response.span is not None else (0, len(text))
+            q_start, q_end = extract_query(text, whole)
+            if "segmenter" not in options.model_fields_set:
+                segmenter = REWARD_MODEL_SEGMENTER
+        else:
+            q_start, q_end = extract_query(text, response.span)
         query = text[q_start:q_end]
-        spans = (
-            [(q_start + s, q_start + e) for s, e in segment(query, options.segmenter)]
-            if query
-            else []
-        )
+        spans = [(q_start + s, q_start + e) for s, e in segment(query, segmenter)] if query else []
         n = len(spans)
         need_reward = response.reward is None
         if n >= 2:
@@ -341,17 +432,21 @@ class AttributionEngine:
             coalitions = [frozenset({0})]
         else:
             coalitions = []
+        if shape.evaluates_empty and frozenset() not in coalitions and (n or need_reward):
+            # v(∅) is a real score here: segment values are measured from it, and it is the
+            # reward of an empty response.
+            coalitions.insert(0, frozenset())
         relative = [(s - q_start, e - q_start) for s, e in spans]
         queries: list[str] = []
         indices: list[int] = []
         for members in coalitions:
             if not members:
                 queries.append("")
-                indices.append(-1)
+                indices.append(entries.add(target, "", shape.lane) if shape.evaluates_empty else -1)
                 continue
             partial = partial_query(query, relative, members)
             queries.append(partial)
-            indices.append(entries.add(target, partial))
+            indices.append(entries.add(target, partial, shape.lane))
         return _ResponsePlan(
             text=text,
             query_span=(q_start, q_end),
@@ -367,18 +462,6 @@ class AttributionEngine:
 
     # ---------------------------------------------------------------- evaluation
 
-    def _lane(self, retriever: Retriever) -> str:
-        return f"{retriever.name}\x00{retriever.encoder.name}"
-
-    def _encode_fn(self, retriever: Retriever) -> Callable[[list[str]], np.ndarray]:
-        encoder = retriever.encoder
-        batch_size = self.encode_batch_size
-
-        def encode(texts: list[str]) -> np.ndarray:
-            return np.asarray(encoder.encode(texts, batch_size=batch_size), dtype=np.float32)
-
-        return encode
-
     def _scorer(self, retriever: Retriever) -> RowScorer:
         key = (retriever.name, retriever.index.manifest.version)
         scorer = self._scorers.get(key)
@@ -386,96 +469,79 @@ class AttributionEngine:
             scorer = self._scorers[key] = RowScorer(retriever.index.ids)
         return scorer
 
-    @staticmethod
-    def _index_size(retriever: Retriever) -> int:
-        return max(1, len(retriever.index.ids))
-
-    def _cache_keys(self, retriever: Retriever, entries: _Entries, k: int) -> list[str]:
-        encoder = retriever.encoder.name
-        version = retriever.index.manifest.version
-        return [
-            cache_key(
-                retriever=retriever.name,
-                encoder=encoder,
-                index_version=version,
-                k=k,
-                target=target.digest,
-                pool=target.pool_digest,
-                query=text,
-            )
-            for target, text in entries.items
-        ]
-
     async def _evaluate(
         self,
-        retriever: Retriever,
+        games: Mapping[str, Game],
         entries: _Entries,
-        k: int,
         use_cache: bool,
         timer: StageTimer,
     ) -> tuple[np.ndarray, EvaluationStats]:
-        stats = EvaluationStats(unique=len(entries.items))
-        values = np.zeros(len(entries.items), dtype=np.float64)
-        if not entries.items:
-            return values, stats
+        """Values of every entry: one cache round trip for all games, each game's misses in
+        one evaluation, one cache write."""
+        count = len(entries.items)
+        stats = EvaluationStats(unique=count)
+        raw = np.zeros(count, dtype=np.float64)
+        if not count:
+            return raw, stats
         keys: list[str] = []
-        missing = list(range(len(entries.items)))
+        missing = list(range(count))
         cache = self.cache if use_cache else None
         if cache is not None:
             with timer.stage("cache"):
-                keys = await _run_sync(self._cache_keys, retriever, entries, k)
+                keys = await _run_sync(_cache_keys, games, entries)
                 cached = await _run_sync(cache.get_many, keys)
             missing = []
             for position, value in enumerate(cached):
                 if value is None:
                     missing.append(position)
                 else:
-                    values[position] = value
-            stats.cache_hits = len(entries.items) - len(missing)
-        if not missing:
-            return values, stats
-        text_rows: dict[str, int] = {}
-        for position in missing:
-            text_rows.setdefault(entries.items[position][1], len(text_rows))
-        texts = list(text_rows)
-        stats.encoded = len(texts)
-        with timer.stage("encode"):
-            vectors = await self.batcher.encode(
-                self._lane(retriever), self._encode_fn(retriever), texts
-            )
-        depth = min(k, self._index_size(retriever))
-        with timer.stage("search"):
-            _, rows = await _run_sync(retriever.index.search, vectors, depth)
-        with timer.stage("score"):
-            scorer = self._scorer(retriever)
-            scored = await _run_sync(_score_rows, scorer, entries, missing, text_rows, rows, k)
-        fresh: dict[str, float] = {}
-        for position, value in zip(missing, scored, strict=True):
-            values[position] = value
-            if cache is not None:
-                fresh[keys[position]] = value
-        if cache is not None and fresh:
-            with timer.stage("cache"):
-                await _run_sync(cache.set_many, fresh)
-        return values, stats
+                    raw[position] = value
+            stats.cache_hits = count - len(missing)
+        if missing:
+            pending: dict[str, list[int]] = {}
+            for position in missing:
+                pending.setdefault(entries.lanes[position], []).append(position)
+            fresh: dict[str, float] = {}
+            for lane, positions in pending.items():
+                scored, evaluated = await games[lane].evaluate(
+                    [entries.items[p] for p in positions], timer
+                )
+                stats.encoded += evaluated
+                for position, value in zip(positions, scored.tolist(), strict=True):
+                    raw[position] = value
+                    if cache is not None:
+                        fresh[keys[position]] = value
+            if cache is not None and fresh:
+                with timer.stage("cache"):
+                    await _run_sync(cache.set_many, fresh)
+        return _game_values(games, entries, raw), stats
 
-    def _evaluate_naive(
-        self, retriever: Retriever, entries: _Entries, k: int, timer: StageTimer
+    async def _evaluate_naive(
+        self, games: Mapping[str, Game], entries: _Entries, timer: StageTimer
     ) -> tuple[np.ndarray, EvaluationStats]:
-        """One encode and one search per coalition, as the authors' code does."""
-        stats = EvaluationStats(unique=len(entries.items), encoded=len(entries.items))
-        values = np.zeros(len(entries.items), dtype=np.float64)
-        encode = self._encode_fn(retriever)
-        depth = min(k, self._index_size(retriever))
-        for position, (target, text) in enumerate(entries.items):
-            with timer.stage("encode"):
-                vector = encode([text])
-            with timer.stage("search"):
-                hits = retriever.search_vectors(vector, depth)
-            with timer.stage("score"):
-                ranked = [product_id for product_id, _ in hits[0]]
-                values[position] = ndcg_at_k(ranked, target.relevant, k, target.pool)
-        return values, stats
+        """One model call per coalition, as the authors' code does."""
+        count = len(entries.items)
+        stats = EvaluationStats(unique=count, encoded=count)
+        raw = np.zeros(count, dtype=np.float64)
+        for lane, positions in entries.by_lane().items():
+            raw[positions] = await games[lane].evaluate_naive(
+                [entries.items[p] for p in positions], timer
+            )
+        return _game_values(games, entries, raw), stats
+
+    def _request_model_info(self, binding: _Binding) -> ModelInfo:
+        if binding.retriever is not None:
+            info = self.model_info(binding.retriever)
+        else:
+            # No group used a retriever: the retriever fields stay empty strings (they are
+            # required by clients of the v1 contract).
+            info = ModelInfo(retriever="", encoder="", index_version="")
+        if binding.reward_models:
+            info.reward_models = [
+                RewardModelInfo(name=m.name, backend=m.spec.backend, version=m.version)
+                for m in binding.reward_models
+            ]
+        return info
 
     # ---------------------------------------------------------------- attribution
 
@@ -521,10 +587,15 @@ class AttributionEngine:
                 table[members] = float(values[entry])
         full = frozenset(range(n))
         reward = response.reward if response.reward is not None else table.get(full, 0.0)
+        # The estimators take v(∅) = 0: a game with a real v(∅) (a reward model's score of
+        # the empty response) is measured from it, so Σφ = v(N) - v(∅) (myerson, shapley).
+        empty = table[frozenset()]
+        if empty != 0.0:
+            table = {members: value - empty for members, value in table.items()}
         if n >= 2:
             phi = estimate(estimator, n, table)
         elif n == 1:
-            phi = np.asarray([table.get(full, reward)], dtype=np.float64)
+            phi = np.asarray([table.get(full, reward - empty)], dtype=np.float64)
         else:
             phi = np.zeros(0, dtype=np.float64)
         return np.asarray(phi, dtype=np.float64), float(reward)
@@ -586,24 +657,25 @@ class AttributionEngine:
         )
 
 
-def _score_rows(
-    scorer: RowScorer,
-    entries: _Entries,
-    missing: list[int],
-    text_rows: Mapping[str, int],
-    rows: np.ndarray,
-    k: int,
-) -> list[float]:
-    prepared: dict[tuple[str, str], PreparedTarget] = {}
-    scores: list[float] = []
-    for position in missing:
-        target, text = entries.items[position]
-        key = (target.digest, target.pool_digest)
-        ready = prepared.get(key)
-        if ready is None:
-            ready = prepared[key] = scorer.prepare(target.relevant, target.pool, k)
-        scores.append(scorer.score(ready, rows[text_rows[text]], k))
-    return scores
+def _cache_keys(games: Mapping[str, Game], entries: _Entries) -> list[str]:
+    keys = [""] * len(entries.items)
+    for lane, positions in entries.by_lane().items():
+        lane_keys = games[lane].cache_keys([entries.items[p] for p in positions])
+        for position, key in zip(positions, lane_keys, strict=True):
+            keys[position] = key
+    return keys
+
+
+def _game_values(games: Mapping[str, Game], entries: _Entries, raw: np.ndarray) -> np.ndarray:
+    """Coalition values of raw scores, each through its own game's mapping."""
+    lanes = entries.by_lane()
+    if len(lanes) == 1:
+        (lane,) = lanes
+        return games[lane].values(raw)
+    values = raw.copy()
+    for lane, positions in lanes.items():
+        values[positions] = games[lane].values(raw[positions])
+    return values
 
 
 async def _run_sync(function: Callable[..., T], *args: Any) -> T:
@@ -613,6 +685,7 @@ async def _run_sync(function: Callable[..., T], *args: Any) -> T:
 __all__ = [
     "AttributionEngine",
     "EvaluationStats",
+    "RewardTarget",
     "ScoringTarget",
     "canonical_digest",
 ]
