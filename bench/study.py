@@ -196,28 +196,33 @@ def coalition_sampler(*, contiguous: bool) -> Iterator[None]:
         return
     import service.engine.attribute as engine_module
 
-    original = engine_module.coalition_plan
-    engine_module.coalition_plan = functools.partial(original, contiguous=False)
+    # The engine imports `coalition_plan` by name; swap that binding (the study's only hook).
+    original = getattr(engine_module, "coalition_plan")  # noqa: B009
+    setattr(engine_module, "coalition_plan", functools.partial(original, contiguous=False))  # noqa: B010
     try:
         yield
     finally:
-        engine_module.coalition_plan = original
+        setattr(engine_module, "coalition_plan", original)  # noqa: B010
 
 
 @contextmanager
-def local_service(data_dir: Path, cross_encoder: str) -> Iterator[Any]:
-    """One in-process service (MiniLM `default` + `cross` retrievers) and a client to it."""
+def local_service(data_dir: Path, cross_encoder: str | None) -> Iterator[Any]:
+    """One in-process service (MiniLM `default`, and the `cross` retriever when an encoder
+    is given) and a client to it."""
     from service.train.cli import start_local_service
     from trainer_client import AttributionClient
 
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file = data_dir / "study-retrievers.toml"
+    entries = [("default", "all-MiniLM-L6-v2")]
+    if cross_encoder is not None:
+        entries.append((CROSS_RETRIEVER, cross_encoder))
     config_file.write_text(
-        "[[retrievers]]\n"
-        'name = "default"\nencoder = "all-MiniLM-L6-v2"\ncatalog = "demo"\nindex_type = "flat"\n\n'
-        "[[retrievers]]\n"
-        f'name = "{CROSS_RETRIEVER}"\nencoder = "{cross_encoder}"\ncatalog = "demo"\n'
-        'index_type = "flat"\n',
+        "".join(
+            f'[[retrievers]]\nname = "{name}"\nencoder = "{encoder}"\ncatalog = "demo"\n'
+            'index_type = "flat"\n\n'
+            for name, encoder in entries
+        ),
         encoding="utf-8",
     )
     saved = {k: os.environ.get(k) for k in ("OSPO_CONFIG", "OSPO_DATA_DIR", "REDIS_URL")}
@@ -376,9 +381,7 @@ class Study:
         self.write_table("arms", results, "Arms: GRPO vs OSPO (tiny policy, w=4, M=8)")
 
     def width_table(self) -> None:
-        arms = [
-            Arm(f"ospo-prop w={w}", self.base_config("ospo-prop", max_width=w)) for w in WIDTHS
-        ]
+        arms = [Arm(f"ospo-prop w={w}", self.base_config("ospo-prop", max_width=w)) for w in WIDTHS]
         results = self.runs(arms, self.seeds(fewer=True))
         self.write_table("width", results, "Width sweep (OSPO-PROP, M=8)")
 
@@ -418,6 +421,7 @@ class Study:
         arms = [Arm(a, self.base_config(a)) for a in ARMS]
         test_ids = split_queries(self.catalog)[1]
         rows: list[dict[str, Any]] = []
+
         def untrained(seed: int) -> Any:
             torch.manual_seed(seed)
             return TinyPolicy.from_catalog(self.catalog)
@@ -579,7 +583,10 @@ class Study:
                     "final_ndcg": _mean_std(finals),
                     "steps_to_85pct_best": "not reached" if reached is None else reached,
                     "within_group_reward_var": _mean_std(
-                        [statistics.fmean(s.within_group_reward_var for s in r.records) for r in runs]
+                        [
+                            statistics.fmean(s.within_group_reward_var for s in r.records)
+                            for r in runs
+                        ]
                     ),
                     "train_reward_last5": _mean_std(
                         [
@@ -672,7 +679,10 @@ def plot_curves(path: Path, results: Mapping[str, Sequence[RunResult]], title: s
         ]
         axes.plot(steps, mean, label=f"{label} (n={len(runs)})")
         axes.fill_between(
-            steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2
+            steps,
+            [m - s for m, s in zip(mean, std, strict=True)],
+            [m + s for m, s in zip(mean, std, strict=True)],
+            alpha=0.2,
         )
     axes.set_xlabel("training step")
     axes.set_ylabel("held-out NDCG (greedy query)")
@@ -723,7 +733,7 @@ def run_tables(study: Study, tables: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("table", choices=(*TABLES, "all"))
+    parser.add_argument("tables", nargs="+", choices=(*TABLES, "all"), metavar="table")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 5)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 30)")
     parser.add_argument("--smoke", action="store_true", help="1 seed, 2 tiny steps per arm")
@@ -744,9 +754,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     scale = smoke_scale() if args.smoke else full_scale(args.seeds, args.steps)
-    tables = list(TABLES) if args.table == "all" else [args.table]
+    tables = list(TABLES) if "all" in args.tables else list(dict.fromkeys(args.tables))
     started = time.perf_counter()
-    with local_service(args.data_dir, args.cross_encoder) as client:
+    # The cross retriever's index (mpnet) is slow to build: host it only when it is used.
+    cross_encoder = args.cross_encoder if "cross-retriever" in tables else None
+    with local_service(args.data_dir, cross_encoder) as client:
         study = Study(
             client,
             scale,
@@ -758,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_tables(study, tables)
     wall = time.perf_counter() - started
     machine = f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    sys.stdout.write(f"{args.table}: {wall:.0f} s wall on {machine}\n")
+    sys.stdout.write(f"{' '.join(tables)}: {wall:.0f} s wall on {machine}\n")
     return 0
 
 

@@ -14,6 +14,8 @@ Segmenter = Literal["phrase", "sentence", "word"]
 Estimator = Literal["owen", "myerson", "shapley"]
 Redistribution = Literal["prop", "rank", "uniform"]
 Baseline = Literal["group_norm", "dr_grpo", "rloo"]
+Sampler = Literal["contiguous", "random"]
+Outside = Literal["advantage", "zero"]
 
 
 class _Model(BaseModel):
@@ -79,6 +81,11 @@ class Options(_Model):
     seed: int = 0
     cache: bool = True
     explain: bool = False
+    # Extensions (docs/API.md): `sampler: random` draws random (non-contiguous) subsets for the
+    # `owen` estimator (the ablation); `outside: zero` gives tokens outside the query 0 and lets
+    # the query tokens carry T·Â instead of every outside token keeping Â.
+    sampler: Sampler = "contiguous"
+    outside: Outside = "advantage"
 
 
 class AttributeRequest(_Model):

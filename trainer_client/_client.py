@@ -248,6 +248,10 @@ def group_to_json(group: Group) -> dict[str, Any]:
     target: dict[str, Any]
     if group.target.query_id is not None:
         target = {"query_id": group.target.query_id}
+    elif group.target.reward_model is not None:
+        target = {"reward_model": group.target.reward_model}
+        if group.target.label is not None:
+            target["label"] = group.target.label
     else:
         target = {"relevant": {k: float(v) for k, v in (group.target.relevant or {}).items()}}
     body: dict[str, Any] = {
@@ -257,6 +261,8 @@ def group_to_json(group: Group) -> dict[str, Any]:
     }
     if group.pool is not None:
         body["pool"] = list(group.pool)
+    if group.prompt is not None:
+        body["prompt"] = group.prompt
     return body
 
 

@@ -57,14 +57,21 @@ UNSET: Final = UnsetType()
 
 @dataclass(frozen=True)
 class Target:
-    """What a group's responses are judged against: a catalog query id or graded labels."""
+    """What a group's responses are judged against: a catalog query id, graded labels, or a
+    reward model configured in the service (then ``label`` is passed to it as OpenRLHF's
+    ``labels[i]`` and the group needs a ``prompt``)."""
 
     query_id: str | None = None
     relevant: Mapping[str, float] | None = None
+    reward_model: str | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.query_id is None) == (self.relevant is None):
-            raise ValueError("Target needs exactly one of query_id or relevant")
+        chosen = [x for x in (self.query_id, self.relevant, self.reward_model) if x is not None]
+        if len(chosen) != 1:
+            raise ValueError("Target needs exactly one of query_id, relevant or reward_model")
+        if self.label is not None and self.reward_model is None:
+            raise ValueError("Target.label goes with reward_model only")
         if self.relevant is not None:
             if not self.relevant:
                 raise ValueError("Target.relevant must not be empty")
@@ -121,6 +128,7 @@ class Group:
     target: Target
     responses: Sequence[Response]
     pool: Sequence[str] | None = None
+    prompt: str | None = None  # required by reward-model targets
 
     def __post_init__(self) -> None:
         if not self.responses:
@@ -146,6 +154,8 @@ class Options:
     seed: int | None = None
     cache: bool | None = None
     explain: bool | None = None
+    sampler: str | None = None  # "contiguous" | "random" (non-contiguous ablation)
+    outside: str | None = None  # "advantage" | "zero": what tokens outside the query get
 
 
 @dataclass(frozen=True)

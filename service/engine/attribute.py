@@ -421,6 +421,7 @@ class AttributionEngine:
                     max_width=options.max_width,
                     max_coalitions=options.max_coalitions,
                     rng=rng,
+                    contiguous=options.sampler == "contiguous",
                 )
             except TooManyCoalitionsError as exc:
                 raise TooManyCoalitions(
@@ -632,6 +633,7 @@ class AttributionEngine:
                     query_span=response.query_span,
                     advantage=advantage,
                     redistribution=options.redistribution,
+                    outside=options.outside,
                 )
             else:
                 raw = redistribute_uniform(len(response.token_offsets), advantage)

@@ -47,3 +47,24 @@ def test_options_clip_default_is_unset_not_none():
     assert Options().clip is UNSET
     assert not UNSET and repr(UNSET) == "UNSET"
     assert Options(clip=None).clip is None
+
+
+def test_reward_model_target_and_prompt_reach_the_body() -> None:
+    from trainer_client import Group, Options, Response, Target
+    from trainer_client._client import attribute_body
+
+    group = Group(
+        "p0",
+        Target(reward_model="sentiment", label="positive"),
+        [Response("It was lovely. The food was cold.")],
+        prompt="Review the hotel.\n",
+    )
+    body = attribute_body([group], Options(sampler="random", outside="zero"))
+    sent = body["groups"][0]
+    assert sent["target"] == {"reward_model": "sentiment", "label": "positive"}
+    assert sent["prompt"] == "Review the hotel.\n"
+    assert body["options"] == {"sampler": "random", "outside": "zero"}
+    with pytest.raises(ValueError, match="exactly one"):
+        Target(query_id="demo-0001", reward_model="sentiment")
+    with pytest.raises(ValueError, match="reward_model only"):
+        Target(query_id="demo-0001", label="x")

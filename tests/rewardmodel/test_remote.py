@@ -39,7 +39,9 @@ def test_sends_openrlhf_batches_and_keeps_the_order(reward_server, reward_logit)
     assert sorted(server.batches) == [1, 3, 3]
     for body in server.bodies:
         assert set(body) == {"query", "prompts", "labels"}
-        for query, prompt, label in zip(body["query"], body["prompts"], body["labels"], strict=True):
+        for query, prompt, label in zip(
+            body["query"], body["prompts"], body["labels"], strict=True
+        ):
             i = int(query.split()[2])
             assert query == prompt + responses[i] and label == labels[i]
 

