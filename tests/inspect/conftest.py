@@ -142,9 +142,11 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(f"{reason}; run `bash deploy/install-browser.sh` (CI=true makes this a failure)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright (one browser per session)."""
+    """Headless Debian Chromium driven by Playwright, one browser per module: Playwright's sync
+    API keeps an asyncio loop running in the main thread until it stops, which would break
+    every later test that calls asyncio.run()."""
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
