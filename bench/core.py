@@ -16,12 +16,18 @@ import math
 import random
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from service.attribution import (
+# `python bench/core.py` puts bench/ first on sys.path, where bench/service.py would shadow the
+# `service` package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from service.attribution import (  # noqa: E402
     coalition_plan,
     coalition_seed,
     extract_query,

@@ -41,6 +41,10 @@ from typing import Any
 
 import httpx
 
+# `python bench/load.py` puts bench/ first on sys.path, where bench/service.py would shadow the
+# `service` package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 FILLER = ("please", "maybe", "good", "nice", "cheap", "new", "best", "for me", "today", "quality")
 OPTIONS = {"k": 100, "max_width": 4, "max_coalitions": 24}
 

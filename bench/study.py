@@ -16,10 +16,9 @@ weights) is kept under ``--runs-dir`` keyed by its full config, so tables that s
 (the width-4 point of the width sweep is the OSPO-PROP arm) and re-runs reuse it; ``--fresh``
 retrains. Runs are deterministic for a seed apart from the ``*_ms`` timings.
 
-Non-contiguous coalitions: the HTTP API has no option for the random-subset sampler
-(``service.attribution.random_coalitions``), so the ``contiguity`` table swaps the engine's
-``coalition_plan`` for ``coalition_plan(..., contiguous=False)`` in this process for the
-duration of that arm's requests (runs are sequential, so no other request sees it).
+Non-contiguous coalitions: the ``contiguity`` table's ablation arm sends
+``options.sampler = "random"`` (the API extension that plans
+``service.attribution.random_coalitions``: ∅, N and M-2 random proper subsets).
 """
 
 from __future__ import annotations
@@ -152,8 +151,9 @@ class RunResult:
 
 
 class RecordingAttributor:
-    """The HTTP client plus a record of each training step's service stats; optionally the
-    non-contiguous (random subset) coalition sampler for the requests it sends."""
+    """The HTTP client plus a record of each training step's service stats; with
+    ``contiguous=False`` its requests ask for random (non-contiguous) coalitions
+    (``options.sampler = "random"``)."""
 
     def __init__(self, client: Any, *, contiguous: bool = True) -> None:
         self._client = client
@@ -162,12 +162,14 @@ class RecordingAttributor:
 
     def attribute(self, groups: Sequence[Group], options: Options | None = None) -> AttributeResult:
         evaluating = bool(groups) and groups[0].id.startswith("eval/")
-        if evaluating and options is not None and options.estimator == "myerson":
+        options = options or Options()
+        if evaluating and options.estimator == "myerson":
             # The loop's held-out plan is 2 coalitions (only v(N) is needed), which the exact
             # Myerson estimator refuses; the reward does not depend on the estimator.
             options = replace(options, estimator="owen")
-        with coalition_sampler(contiguous=self._contiguous):
-            result: AttributeResult = self._client.attribute(groups, options)
+        if not self._contiguous:
+            options = replace(options, sampler="random")
+        result: AttributeResult = self._client.attribute(groups, options)
         if not evaluating:
             variances = [
                 statistics.pvariance([r.reward for r in group.responses])
@@ -186,23 +188,6 @@ class RecordingAttributor:
                 )
             )
         return result
-
-
-@contextmanager
-def coalition_sampler(*, contiguous: bool) -> Iterator[None]:
-    """Make the in-process engine plan random subsets instead of contiguous windows."""
-    if contiguous:
-        yield
-        return
-    import service.engine.attribute as engine_module
-
-    # The engine imports `coalition_plan` by name; swap that binding (the study's only hook).
-    original = getattr(engine_module, "coalition_plan")  # noqa: B009
-    setattr(engine_module, "coalition_plan", functools.partial(original, contiguous=False))  # noqa: B010
-    try:
-        yield
-    finally:
-        setattr(engine_module, "coalition_plan", original)  # noqa: B010
 
 
 @contextmanager
@@ -461,9 +446,16 @@ class Study:
         from service.train.loop import build_groups
         from service.train.policy_tiny import TinyPolicy
 
+        # The service plans coalitions for every redistribution, GRPO's included; a GRPO
+        # trainer needs only v(N), whose cost is the reward-only plan (∅ and N).
         configs: list[tuple[str, TrainConfig, bool]] = [
-            (a, self.base_config(a), True) for a in ARMS
+            (
+                "grpo reward-only (M=2)",
+                self.base_config("grpo", max_width=1, max_coalitions=2),
+                True,
+            )
         ]
+        configs += [(a, self.base_config(a), True) for a in ARMS]
         configs += [(f"ospo-prop w={w}", self.base_config(max_width=w), True) for w in WIDTHS]
         configs += [("ospo-prop non-contiguous", self.base_config(), False)]
         configs += [
@@ -567,9 +559,18 @@ class Study:
     # output
     def write_table(self, name: str, results: dict[str, list[RunResult]], title: str) -> None:
         best_final = max(statistics.fmean(r.final_ndcg for r in runs) for runs in results.values())
+        reference = next(iter(results.values()))
         rows = []
         for label, runs in results.items():
             finals = [r.final_ndcg for r in runs]
+            # Paired by seed against the table's first arm: same initial policy and prompts.
+            paired_final = [
+                r.final_ndcg - ref.final_ndcg for r, ref in zip(runs, reference, strict=True)
+            ]
+            paired_auc = [
+                area_under_curve(r) - area_under_curve(ref)
+                for r, ref in zip(runs, reference, strict=True)
+            ]
             steps, curve = mean_curve(runs)
             reached = next(
                 (s for s, v in zip(steps, curve, strict=True) if v >= 0.85 * best_final), None
@@ -582,6 +583,9 @@ class Study:
                     "initial_ndcg": _mean_std([r.initial_ndcg for r in runs]),
                     "final_ndcg": _mean_std(finals),
                     "steps_to_85pct_best": "not reached" if reached is None else reached,
+                    "mean_ndcg_over_steps": _mean_std([area_under_curve(r) for r in runs]),
+                    "final_minus_first_arm": _mean_std(paired_final),
+                    "auc_minus_first_arm": _mean_std(paired_auc),
                     "within_group_reward_var": _mean_std(
                         [
                             statistics.fmean(s.within_group_reward_var for s in r.records)
@@ -646,6 +650,13 @@ class Study:
                                 _cell(row["service_ms"]),
                             ]
                         )
+
+
+def area_under_curve(run: RunResult) -> float:
+    """Mean held-out NDCG over the evaluated steps (step 0 included): sample efficiency."""
+    return statistics.fmean(
+        float(r["heldout_ndcg"]) for r in run.rows if r["heldout_ndcg"] is not None
+    )
 
 
 def mean_curve(runs: Sequence[RunResult]) -> tuple[list[int], list[float]]:

@@ -7,11 +7,23 @@ import csv
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 import pytest
+
+from trainer_client import (
+    AttributeResult,
+    Group,
+    GroupResult,
+    ModelInfo,
+    Options,
+    Response,
+    ResponseResult,
+    Stats,
+    Target,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_TABLES = ("arms", "width", "contiguity", "estimator", "cross-retriever", "cost")
@@ -127,24 +139,61 @@ def test_cost_grows_with_the_coalition_budget(smoke_out: Path) -> None:
     )
 
 
-def test_coalition_sampler_swaps_in_random_subsets_and_restores(study: ModuleType) -> None:
-    import service.engine.attribute as engine_module
+class _CapturingClient:
+    """Stands in for the HTTP client: records the options and answers rewards 0 and 1."""
 
-    def plan() -> list[frozenset[int]]:
-        planner = getattr(engine_module, "coalition_plan")  # noqa: B009
-        return list(
-            planner(
-                8, estimator="owen", max_width=2, max_coalitions=40, rng=np.random.default_rng(0)
-            )
+    def __init__(self) -> None:
+        self.options: list[Options | None] = []
+
+    def attribute(self, groups: Sequence[Group], options: Options | None = None) -> AttributeResult:
+        self.options.append(options)
+        return AttributeResult(
+            groups=tuple(
+                GroupResult(
+                    id=group.id,
+                    responses=tuple(
+                        ResponseResult(reward=float(i % 2), advantage=0.0, segments=())
+                        for i, _ in enumerate(group.responses)
+                    ),
+                )
+                for group in groups
+            ),
+            stats=Stats(coalitions=3 * sum(len(g.responses) for g in groups)),
+            model=ModelInfo(retriever="default", encoder="x", index_version="v"),
         )
 
-    def contiguous(members: frozenset[int]) -> bool:
-        return not members or max(members) - min(members) + 1 == len(members)
 
-    assert all(contiguous(c) for c in plan())
-    with study.coalition_sampler(contiguous=False):
-        assert not all(contiguous(c) for c in plan())
-    assert all(contiguous(c) for c in plan())
+def _group(group_id: str, size: int) -> Group:
+    return Group(
+        id=group_id,
+        target=Target(query_id="demo-0000"),
+        responses=[Response(text=f"query {i}") for i in range(size)],
+    )
+
+
+def test_non_contiguous_arm_asks_for_random_coalitions(study: ModuleType) -> None:
+    inner = _CapturingClient()
+    recorder = study.RecordingAttributor(inner, contiguous=False)
+    recorder.attribute([_group("step1/a", 4)], Options(max_coalitions=8))
+    assert inner.options[-1] is not None and inner.options[-1].sampler == "random"
+    assert inner.options[-1].max_coalitions == 8
+    (record,) = recorder.records
+    assert record.coalitions / record.responses == 3
+    assert record.within_group_reward_var == pytest.approx(0.25)
+
+    contiguous = study.RecordingAttributor(_CapturingClient(), contiguous=True)
+    contiguous.attribute([_group("step1/a", 2)], Options())
+    assert contiguous._client.options[-1].sampler is None
+
+
+def test_held_out_requests_are_not_recorded_and_myerson_evaluates_with_owen(
+    study: ModuleType,
+) -> None:
+    inner = _CapturingClient()
+    recorder = study.RecordingAttributor(inner)
+    recorder.attribute([_group("eval/demo-0001", 1)], Options(estimator="myerson"))
+    assert recorder.records == []
+    assert inner.options[-1] is not None and inner.options[-1].estimator == "owen"
 
 
 @pytest.mark.slow
