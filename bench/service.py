@@ -11,7 +11,7 @@ and prints `case n baseline_ms ours_ms ratio` rows: cold/floor (target <= 1.3), 
 
 Command (builds the demo index under OSPO_DATA_DIR once, ~1-3 min on 2 cores):
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
-        .venv/bin/python bench/service.py [--groups 4] [--repeat 3] [--data-dir DIR]
+        .venv/bin/python bench/service.py [--groups 4] [--repeat 3] [--data-dir DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -162,7 +162,15 @@ def main() -> int:
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="OSPO_DATA_DIR (index built once there)"
     )
-    return asyncio.run(run(parser.parse_args()))
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch/faiss CPU threads (OSPO_CPU_THREADS)"
+    )
+    args = parser.parse_args()
+    if args.threads is not None:
+        from service.api.app import set_cpu_threads
+
+        set_cpu_threads(args.threads)
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

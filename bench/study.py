@@ -495,6 +495,9 @@ class Study:
             rows.append(
                 {
                     "arm": label,
+                    "segments_with_a_marginal": round(
+                        marginal_coverage(batches, config, contiguous=contiguous), 3
+                    ),
                     "max_width": config.max_width,
                     "max_coalitions": config.max_coalitions,
                     "coalitions_per_response": statistics.fmean(
@@ -650,6 +653,42 @@ class Study:
                                 _cell(row["service_ms"]),
                             ]
                         )
+
+
+def marginal_coverage(
+    batches: Sequence[Sequence[Group]], config: TrainConfig, *, contiguous: bool
+) -> float:
+    """Share of segments i (over the responses of `batches`) for which the service's plan
+    evaluates at least one pair (S, S∪{i}): the others get φ_i = 0 from the owen estimator.
+    Replays the engine's plan: same segmenter, seed and coalition sampler."""
+    import numpy as np
+
+    from service.attribution import coalition_plan, coalition_seed, extract_query, segment
+
+    covered = total = 0
+    for group in (g for batch in batches for g in batch):
+        for response in group.responses:
+            start, end = extract_query(response.text, response.span)
+            query = response.text[start:end]
+            n = len(segment(query, config.segmenter)) if query else 0
+            if n < 2:
+                continue
+            plan: set[frozenset[int]] = set(
+                coalition_plan(
+                    n,
+                    estimator=config.estimator,
+                    max_width=config.max_width,
+                    max_coalitions=config.max_coalitions,
+                    rng=np.random.default_rng(coalition_seed(config.seed, query)),
+                    contiguous=contiguous,
+                )
+            ) | {frozenset()}
+            covered += sum(
+                any(i not in members and members | {i} in plan for members in plan)
+                for i in range(n)
+            )
+            total += n
+    return covered / total if total else math.nan
 
 
 def area_under_curve(run: RunResult) -> float:

@@ -71,9 +71,15 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=64, ge=0)
     retry_after_s: float = Field(default=1.0, gt=0)
 
-    encode_batch_size: int = Field(default=256, ge=1)
+    # Partial queries are short and vary in length: small batches waste less on padding
+    # (32 encodes them ~1.7x faster than 256 on 2 CPU cores; docs/BENCHMARKS.md).
+    encode_batch_size: int = Field(default=32, ge=1)
     batch_window_ms: float = Field(default=2.0, ge=0)
     warmup: bool = True
+    # CPU threads for torch and faiss; unset = their defaults (all cores). Set it to the cores
+    # the service really has to itself: next to a busy trainer, oversubscribed intra-op threads
+    # make MiniLM encoding many times slower (docs/BENCHMARKS.md).
+    cpu_threads: int | None = Field(default=None, ge=1)
 
     @field_validator("data_dir", "config_file", mode="after")
     @classmethod

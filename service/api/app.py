@@ -32,7 +32,19 @@ def load_registry(settings: Settings) -> RetrieverRegistry:
     """Build missing indexes once under data_dir, load every retriever and warm it up."""
     from service.retrieval.registry import RetrieverRegistry
 
+    if settings.cpu_threads is not None:
+        set_cpu_threads(settings.cpu_threads)
     return RetrieverRegistry.load(settings.retriever_specs(), settings.data_dir.expanduser())
+
+
+def set_cpu_threads(threads: int) -> None:
+    """Cap torch's and faiss's intra-op threads (process-wide)."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    logger.info("cpu threads for torch and faiss: %d", threads)
 
 
 def load_reward_models(settings: Settings) -> RewardModelRegistry:

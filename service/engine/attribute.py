@@ -163,7 +163,7 @@ class AttributionEngine:
         *,
         limits: Limits | None = None,
         batcher: EncodeBatcher | None = None,
-        encode_batch_size: int = 256,
+        encode_batch_size: int = 32,
         naive: bool = False,
         reward_models: RewardModelRegistry | None = None,
     ) -> None:

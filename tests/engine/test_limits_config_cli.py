@@ -226,3 +226,22 @@ def test_ospo_help_is_fast_and_imports_no_model_stack():
     subprocess.run(
         [sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2]
     )
+
+
+def test_cpu_threads_setting_caps_torch_and_faiss(monkeypatch) -> None:
+    import faiss
+    import torch
+
+    from service.api.app import set_cpu_threads
+    from service.config import Settings
+
+    monkeypatch.setenv("OSPO_CPU_THREADS", "1")
+    assert Settings().cpu_threads == 1
+    before = torch.get_num_threads()
+    try:
+        set_cpu_threads(1)
+        assert torch.get_num_threads() == 1
+        assert faiss.omp_get_max_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+        faiss.omp_set_num_threads(before)

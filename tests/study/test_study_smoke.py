@@ -137,6 +137,10 @@ def test_cost_grows_with_the_coalition_budget(smoke_out: Path) -> None:
     assert int(float(rows["ospo-prop w=1"]["unique_queries_per_step"])) <= int(
         float(rows["ospo-prop w=8"]["unique_queries_per_step"])
     )
+    assert float(rows["grpo reward-only (M=2)"]["coalitions_per_response"]) <= 1.0
+    # Myerson evaluates every window, so every segment has an evaluated marginal.
+    assert float(myerson["segments_with_a_marginal"]) == 1.0
+    assert 0.0 < float(rows["ospo-prop w=4"]["segments_with_a_marginal"]) < 1.0
 
 
 class _CapturingClient:
