@@ -381,6 +381,7 @@ class Study:
 
     def estimator_table(self) -> None:
         arms = [
+            Arm("grpo (reference)", self.base_config("grpo")),
             Arm("owen w=4 M=8", self.base_config("ospo-prop")),
             Arm(
                 f"owen all windows (M={ALL_WINDOWS})",
@@ -397,7 +398,7 @@ class Study:
             ),
         ]
         results = self.runs(arms, self.seeds(fewer=True))
-        self.write_table("estimator", results, "Estimator: owen vs myerson (OSPO-PROP)")
+        self.write_table("estimator", results, "Estimator and budget: owen vs myerson (OSPO-PROP)")
 
     def cross_retriever_table(self) -> None:
         """Evaluate the arms' final policies (trained against MiniLM) against the mpnet index."""
@@ -467,6 +468,7 @@ class Study:
                 True,
             )
         ]
+        torch.manual_seed(0)  # the same untrained policy, hence the same batches, every time
         policy = TinyPolicy.from_catalog(self.catalog)
         train_ids = split_queries(self.catalog)[0]
         generator = torch.Generator().manual_seed(0)

@@ -122,12 +122,14 @@ class TrainConfig:
         )
 
     def eval_options(self) -> Options:
-        """Held-out scoring needs only v(N), the reward: the smallest plan (∅ and N)."""
+        """Held-out scoring needs only v(N), the reward: the smallest plan (∅ and N). Always
+        `owen`, whatever the training estimator: myerson/shapley need every window or subset
+        and would be refused under max_coalitions=2."""
         return Options(
             retriever=self.retriever,
             max_width=1,
             max_coalitions=2,
-            estimator=self.estimator,
+            estimator="owen",
             redistribution="uniform",
             baseline=self.baseline,
             seed=self.seed,

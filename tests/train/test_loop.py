@@ -77,6 +77,8 @@ def test_the_service_is_asked_with_the_mode_and_the_policy_tokens(
     assert (options.max_width, options.max_coalitions, options.retriever) == (5, 20, "r1")
     assert TrainConfig(advantage="grpo").options().redistribution == "uniform"
     assert config.eval_options().max_coalitions == 2
+    # Held-out scoring must stay servable whatever the training estimator.
+    assert TrainConfig(estimator="myerson").eval_options().estimator == "owen"
 
     policy = TinyPolicy.from_catalog(demo_catalog)
     train_ids, test_ids = split_queries(demo_catalog)
