@@ -14,11 +14,10 @@ search per coalition, no dedupe, no cache); it exists only to be measured agains
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import numpy as np
 
 from service.attribution import (
@@ -51,6 +50,7 @@ from service.engine.games import (
     encode_function,
     encode_lane,
     index_size,
+    run_sync,
 )
 from service.engine.limits import Limits, validate_request
 from service.engine.scoring import RowScorer
@@ -78,7 +78,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Span = tuple[int, int]
-T = TypeVar("T")
 
 RETRIEVAL_SHAPE = RetrievalShape()
 # Sentences are the players of the paper's reward-model setting; phrases those of search.
@@ -182,13 +181,13 @@ class AttributionEngine:
         self, request: AttributeRequest, *, naive: bool | None = None
     ) -> AttributeResponse:
         """Rewards, segment values and token advantages for every group of `request`."""
-        await _run_sync(validate_request, request, self.limits)
+        await run_sync(validate_request, request, self.limits)
         naive = self.naive if naive is None else naive
         timer = StageTimer()
         options = request.options
         binding = self._bind(request)
         with timer.stage("segment"):
-            plans, entries = await _run_sync(
+            plans, entries = await run_sync(
                 self._plan, request, binding.targets, not naive, binding.shapes
             )
         use_cache = options.cache and not naive and self.cache is not None
@@ -198,7 +197,7 @@ class AttributionEngine:
             values, stats = await self._evaluate(binding.games, entries, use_cache, timer)
         stats.evaluated = sum(1 for p in plans for r in p.responses for e in r.entries if e >= 0)
         with timer.stage("attribute"):
-            groups = await _run_sync(self._attribute_groups, plans, values, request)
+            groups = await run_sync(self._attribute_groups, plans, values, request)
         timings = timer.as_ms()
         return AttributeResponse(
             groups=groups,
@@ -238,7 +237,7 @@ class AttributionEngine:
         vectors = await self.batcher.encode(
             encode_lane(retriever), encode_function(retriever, self.encode_batch_size), [query]
         )
-        hits = await _run_sync(retriever.search_vectors, vectors, min(k, index_size(retriever)))
+        hits = await run_sync(retriever.search_vectors, vectors, min(k, index_size(retriever)))
         catalog = retriever.catalog
         results: list[tuple[str, str, float]] = []
         for product_id, score in hits[0]:
@@ -489,8 +488,8 @@ class AttributionEngine:
         cache = self.cache if use_cache else None
         if cache is not None:
             with timer.stage("cache"):
-                keys = await _run_sync(_cache_keys, games, entries)
-                cached = await _run_sync(cache.get_many, keys)
+                keys = await run_sync(_cache_keys, games, entries)
+                cached = await run_sync(cache.get_many, keys)
             missing = []
             for position, value in enumerate(cached):
                 if value is None:
@@ -514,7 +513,7 @@ class AttributionEngine:
                         fresh[keys[position]] = value
             if cache is not None and fresh:
                 with timer.stage("cache"):
-                    await _run_sync(cache.set_many, fresh)
+                    await run_sync(cache.set_many, fresh)
         return _game_values(games, entries, raw), stats
 
     async def _evaluate_naive(
@@ -678,10 +677,6 @@ def _game_values(games: Mapping[str, Game], entries: _Entries, raw: np.ndarray) 
     for lane, positions in lanes.items():
         values[positions] = games[lane].values(raw[positions])
     return values
-
-
-async def _run_sync(function: Callable[..., T], *args: Any) -> T:
-    return await anyio.to_thread.run_sync(function, *args)
 
 
 __all__ = [
