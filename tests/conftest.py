@@ -124,3 +124,14 @@ def private_redis(tmp_path: Path) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ospo_test_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one OSPO data dir of the session, shared by every area that needs the MiniLM demo
+    index (built there once). OSPO_TEST_DATA_DIR names a directory to reuse across sessions;
+    `make test` points it at .cache/test-data."""
+    override = os.environ.get("OSPO_TEST_DATA_DIR")
+    data_dir = Path(override) if override else tmp_path_factory.getbasetemp() / "ospo-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir

@@ -26,15 +26,13 @@ from service.config import Settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_data_dir(ospo_test_data_dir: Path) -> Path:
     """A data dir holding the demo catalog and its MiniLM flat index, built once per session
     (OSPO_TEST_DATA_DIR names a directory to reuse across sessions instead)."""
     from service.retrieval.registry import RetrieverRegistry, RetrieverSpec
 
-    reused = os.environ.get("OSPO_TEST_DATA_DIR")
-    data_dir = Path(reused) if reused else tmp_path_factory.mktemp("ospo-data")
-    RetrieverRegistry.load([RetrieverSpec()], data_dir)
-    return data_dir
+    RetrieverRegistry.load([RetrieverSpec()], ospo_test_data_dir)
+    return ospo_test_data_dir
 
 
 @pytest.fixture(scope="session")

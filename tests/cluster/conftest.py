@@ -5,7 +5,6 @@ so the demo index is built once per session whichever directory runs first)."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,12 +30,9 @@ svc = _load_service_helpers()
 
 
 @pytest.fixture(scope="session")
-def cluster_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    override = os.environ.get("OSPO_TEST_DATA_DIR")
-    data_dir = Path(override) if override else tmp_path_factory.getbasetemp() / "ospo-service-data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    svc.ensure_demo_index(data_dir)
-    return data_dir
+def cluster_data_dir(ospo_test_data_dir: Path) -> Path:
+    svc.ensure_demo_index(ospo_test_data_dir)
+    return ospo_test_data_dir
 
 
 @pytest.fixture(scope="session")

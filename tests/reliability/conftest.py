@@ -9,7 +9,6 @@ first time).
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,18 +34,11 @@ def _load_service_helpers() -> ModuleType:
 svc = _load_service_helpers()
 
 
-def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One data dir per session (same path for tests/reliability and tests/cluster)."""
-    override = os.environ.get("OSPO_TEST_DATA_DIR")
-    data_dir = Path(override) if override else tmp_path_factory.getbasetemp() / "ospo-service-data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    svc.ensure_demo_index(data_dir)
-    return data_dir
-
-
 @pytest.fixture(scope="session")
-def service_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_data_dir(tmp_path_factory)
+def service_data_dir(ospo_test_data_dir: Path) -> Path:
+    """The session's shared data dir (tests/conftest.py) with the demo index built in it."""
+    svc.ensure_demo_index(ospo_test_data_dir)
+    return ospo_test_data_dir
 
 
 @pytest.fixture(scope="session")

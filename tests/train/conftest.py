@@ -115,7 +115,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service_url(ospo_test_data_dir: Path) -> Iterator[str]:
     """The real service (default retriever: packaged MiniLM over the demo catalog, in-process
     cache) served by uvicorn on a free loopback port in a background thread. The index is
     built once per session (OSPO_TEST_DATA_DIR names a directory to reuse across sessions)."""
@@ -123,8 +123,7 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from service.api.app import create_app
     from service.config import Settings
 
-    reused = os.environ.get("OSPO_TEST_DATA_DIR")
-    data_dir: Path = Path(reused) if reused else tmp_path_factory.mktemp("ospo-train-data")
+    data_dir = ospo_test_data_dir
     port = _free_port()
     app = create_app(Settings(data_dir=data_dir, redis_url=None, port=port))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
