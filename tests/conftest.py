@@ -25,14 +25,12 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _REDIS_FIXTURES = {"redis_url", "redis_client", "redis_key_prefix", "private_redis"}
 
 
-def _load_redis_server_helpers() -> ModuleType:
-    # Tests are not a package (importlib import mode); load the helper module by path.
-    name = "_ospo_tests_redis_server"
+def _load_helpers(name: str, path: Path) -> ModuleType:
+    """Tests are not a package (importlib import mode): load a helper module by path, once,
+    under `name` in sys.modules, where test modules look it up."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, Path(__file__).with_name("_redis_server.py")
-    )
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -40,7 +38,12 @@ def _load_redis_server_helpers() -> ModuleType:
     return module
 
 
-_redis_server = _load_redis_server_helpers()
+_HERE = Path(__file__).resolve().parent
+_redis_server = _load_helpers("_ospo_tests_redis_server", _HERE / "_redis_server.py")
+# `ospo serve` child processes (tests/reliability, tests/cluster).
+_service_process = _load_helpers(
+    "_ospo_tests_service_process", _HERE / "reliability" / "_service.py"
+)
 
 
 def redis_required() -> bool:
@@ -135,3 +138,11 @@ def ospo_test_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = Path(override) if override else tmp_path_factory.getbasetemp() / "ospo-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def service_data_dir(ospo_test_data_dir: Path) -> Path:
+    """The session's data dir with the demo index built in it (in a child process, so torch
+    never loads into pytest) for `ospo serve` children to reuse."""
+    _service_process.ensure_demo_index(ospo_test_data_dir)
+    return ospo_test_data_dir

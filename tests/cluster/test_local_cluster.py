@@ -51,7 +51,7 @@ class RoundRobinTransport(httpx.BaseTransport):
 
 @pytest.fixture(scope="module")
 def cluster(
-    cluster_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    service_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     redis_helpers = sys.modules["_ospo_tests_redis_server"]  # loaded by tests/conftest.py
     binary = redis_helpers.redis_server_binary()
@@ -60,7 +60,7 @@ def cluster(
     workdir = tmp_path_factory.mktemp("cluster")
     redis = redis_helpers.PrivateRedis(binary, workdir / "redis")
     replicas = [
-        svc.ServiceProcess(f"replica-{n}", cluster_data_dir, workdir, redis_url=redis.url)
+        svc.ServiceProcess(f"replica-{n}", service_data_dir, workdir, redis_url=redis.url)
         for n in (1, 2)
     ]
     try:

@@ -8,37 +8,14 @@ first time).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-
-def _load_service_helpers() -> ModuleType:
-    # Tests are not a package (importlib import mode); load the helper module by path.
-    name = "_ospo_tests_service_process"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_service.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-svc = _load_service_helpers()
-
-
-@pytest.fixture(scope="session")
-def service_data_dir(ospo_test_data_dir: Path) -> Path:
-    """The session's shared data dir (tests/conftest.py) with the demo index built in it."""
-    svc.ensure_demo_index(ospo_test_data_dir)
-    return ospo_test_data_dir
+svc: Any = sys.modules["_ospo_tests_service_process"]  # loaded by tests/conftest.py
 
 
 @pytest.fixture(scope="session")
