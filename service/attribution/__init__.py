@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from .advantages import (
     BASELINES,
+    CREDIT_RULES,
+    NEGATIVE_MODES,
     OUTSIDE_MODES,
     REDISTRIBUTIONS,
     average_ranks,
@@ -20,7 +22,6 @@ from .advantages import (
     token_segment_weights,
 )
 from .coalitions import (
-    ESTIMATORS,
     all_coalitions,
     coalition_plan,
     coalition_seed,
@@ -48,12 +49,24 @@ from .segment import (
     segment_sentences,
     segment_words,
 )
-from .values import estimate, myerson_values, owen_values, shapley_values, shapley_weights
+from .values import (
+    ESTIMATORS,
+    estimate,
+    measured_segments,
+    myerson_values,
+    owen_sum_values,
+    owen_values,
+    segment_values,
+    shapley_values,
+    shapley_weights,
+)
 
 __all__ = [
     "BASELINES",
+    "CREDIT_RULES",
     "ESTIMATORS",
     "MAX_PHRASE_WORDS",
+    "NEGATIVE_MODES",
     "OUTSIDE_MODES",
     "REDISTRIBUTIONS",
     "SEGMENTERS",
@@ -73,8 +86,10 @@ __all__ = [
     "estimate",
     "extract_query",
     "group_advantages",
+    "measured_segments",
     "myerson_values",
     "ndcg_at_k",
+    "owen_sum_values",
     "owen_values",
     "partial_query",
     "query_token_mask",
@@ -88,6 +103,7 @@ __all__ = [
     "segment_credit",
     "segment_phrases",
     "segment_sentences",
+    "segment_values",
     "segment_words",
     "shapley_values",
     "shapley_weights",

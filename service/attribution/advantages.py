@@ -1,7 +1,7 @@
 """Group baselines and the redistribution of a response's advantage over its tokens.
 
-Pipeline per response: segment values φ -> segment credit φ̃ (min-max to [0,1], then
-proportions) -> token credit Wᵀφ̃ through the character-overlap matrix W -> token
+Pipeline per response: segment values φ -> segment credit φ̃ (shares summing to 1, see
+`segment_credit`) -> token credit Wᵀφ̃ through the character-overlap matrix W -> token
 advantages whose mean over the response stays Â (before clipping).
 
 RANK uses ascending average ranks starting at 1: the highest-credit token gets the largest
@@ -22,6 +22,8 @@ from .segment import Span
 BASELINES = ("group_norm", "dr_grpo", "rloo")
 REDISTRIBUTIONS = ("prop", "rank", "uniform")
 OUTSIDE_MODES = ("advantage", "zero")
+CREDIT_RULES = ("positive", "minmax")
+NEGATIVE_MODES = ("same", "inverse")
 
 
 def group_advantages(
@@ -73,17 +75,63 @@ def token_segment_weights(
     return result
 
 
-def segment_credit(phi: ArrayLike) -> np.ndarray:
-    """φ̃: min-max to [0,1], then proportions summing to 1; uniform when all equal (or any
-    value is not finite), so a response whose segments all score alike keeps its Â."""
+def _shares(values: np.ndarray, rule: str) -> np.ndarray:
+    """Shares summing to 1 from finite values (at least one) by `rule`."""
+    if rule == "positive":
+        positive = np.clip(values, 0.0, None)
+        top = float(positive.max())
+        if top <= 0.0:
+            return np.full(values.size, 1.0 / values.size)
+        positive /= top  # scale first, so huge values cannot overflow the sum
+        result: np.ndarray = positive / positive.sum()
+        return result
+    low, high = values.min(), values.max()
+    if high <= low:
+        return np.full(values.size, 1.0 / values.size)
+    if not np.isfinite(high - low):  # a range beyond the floats: min-max is scale-free
+        values = values / np.abs(values).max()
+        low, high = values.min(), values.max()
+    scaled = (values - low) / (high - low)
+    result = scaled / scaled.sum()
+    return result
+
+
+def segment_credit(
+    phi: ArrayLike, *, rule: str = "positive", advantage: float = 0.0, negative: str = "same"
+) -> np.ndarray:
+    """φ̃: each segment's share of the response's advantage, non-negative, summing to 1.
+
+    rule="positive": shares ∝ max(φ_i, 0), uniform when no value is positive (a zero-reward
+    response still carries its Â). A segment with a positive value never gets 0, the order
+    follows the values, and the shares do not change when the values are scaled.
+    rule="minmax": the authors' normalisation applied per segment (min-max to [0,1], then
+    proportions; uniform when all are equal). With segments that partition the query it
+    always gives the lowest segment 0 (two segments: winner takes all); kept to reproduce.
+
+    NaN marks an unmeasured segment (no evaluated pair): it gets the mean share of the
+    measured ones and everything is renormalised, so with m measured and u unmeasured a
+    measured share s_i becomes s_i·m/(m+u) and an unmeasured one 1/(m+u); all unmeasured ->
+    uniform. An infinite value also gives uniform shares (the values carry no usable
+    ranking), as the uniform fallback does for a degenerate rollout elsewhere.
+
+    negative="inverse" with advantage < 0: the shares come from -φ by the same rule, so the
+    lowest-valued (filler, harmful) segments take the largest blame; "same" (the paper)
+    spreads blame like credit."""
+    if rule not in CREDIT_RULES:
+        raise UnknownOptionError("credit", rule, CREDIT_RULES)
+    if negative not in NEGATIVE_MODES:
+        raise UnknownOptionError("negative", negative, NEGATIVE_MODES)
     values = np.asarray(phi, dtype=np.float64).reshape(-1)
     if values.size == 0:
         return np.zeros(0)
-    low, high = values.min(), values.max()
-    if not np.isfinite(values).all() or high <= low:
+    measured = ~np.isnan(values)
+    if np.isinf(values).any() or not measured.any():
         return np.full(values.size, 1.0 / values.size)
-    scaled = (values - low) / (high - low)
-    result: np.ndarray = scaled / scaled.sum()
+    if negative == "inverse" and advantage < 0:
+        values = -values
+    count = int(measured.sum())
+    result = np.full(values.size, 1.0 / values.size)
+    result[measured] = _shares(values[measured], rule) * (count / values.size)
     return result
 
 
@@ -183,17 +231,24 @@ def token_advantages(
     advantage: float,
     redistribution: str,
     outside: str = "advantage",
+    credit: str = "positive",
+    negative: str = "same",
 ) -> np.ndarray:
     """Per-token advantages for one response (before clipping).
 
-    Tokens overlapping the query span get T_q·p_t·Â (prop/rank over the token credit Wᵀφ̃);
-    tokens outside keep Â (outside="advantage") or get 0 while the query tokens carry T·Â
-    (outside="zero"); either way the mean over all tokens is Â. With no query token, every
-    token gets Â. `uniform` gives Â everywhere."""
+    Tokens overlapping the query span get T_q·p_t·Â (prop/rank over the token credit Wᵀφ̃,
+    φ̃ = segment_credit(φ, rule=credit, advantage=Â, negative=negative); NaN in φ marks an
+    unmeasured segment); tokens outside keep Â (outside="advantage") or get 0 while the
+    query tokens carry T·Â (outside="zero"); either way the mean over all tokens is Â. With
+    no query token, every token gets Â. `uniform` gives Â everywhere."""
     if redistribution not in REDISTRIBUTIONS:
         raise UnknownOptionError("redistribution", redistribution, REDISTRIBUTIONS)
     if outside not in OUTSIDE_MODES:
         raise UnknownOptionError("outside", outside, OUTSIDE_MODES)
+    if credit not in CREDIT_RULES:
+        raise UnknownOptionError("credit", credit, CREDIT_RULES)
+    if negative not in NEGATIVE_MODES:
+        raise UnknownOptionError("negative", negative, NEGATIVE_MODES)
     tokens = _spans_array(token_offsets, "token_offsets")
     n_tokens = len(tokens)
     advantage = float(advantage)
@@ -207,7 +262,8 @@ def token_advantages(
     n_query = int(mask.sum())
     if n_query == 0:
         return redistribute_uniform(n_tokens, advantage)
-    credit_t = token_credit(token_segment_weights(spans, tokens), segment_credit(values))
+    shares = segment_credit(values, rule=credit, advantage=advantage, negative=negative)
+    credit_t = token_credit(token_segment_weights(spans, tokens), shares)
     spread = redistribute_prop if redistribution == "prop" else redistribute_rank
     if outside == "zero":
         return spread(credit_t, advantage * n_tokens / n_query, mask)

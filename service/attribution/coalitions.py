@@ -3,7 +3,8 @@
 A coalition is a frozenset of 0-based segment indices. Owen plans use contiguous windows of
 width <= max_width plus the empty and the full coalition, sampled down to a budget M with a
 generator seeded from the request seed and the query text, so retries and identical
-responses see identical coalitions.
+responses see identical coalitions. Sampling is coverage-first (∅, N, every singleton, then
+the rest), so with M >= n + 2 every segment has an evaluated pair.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 
 from .errors import AttributionError, TooManyCoalitionsError, UnknownOptionError
 from .segment import Span
+from .values import ESTIMATORS
 
-ESTIMATORS = ("owen", "myerson", "shapley")
 EMPTY: frozenset[int] = frozenset()
 
 
@@ -59,39 +60,58 @@ def coalition_seed(seed: int, query: str) -> int:
 def sample_coalitions(
     coalitions: Sequence[frozenset[int]], max_coalitions: int, rng: np.random.Generator
 ) -> list[frozenset[int]]:
-    """At most `max_coalitions` of `coalitions`: ∅ and N (the largest) always kept, M-2 of the
-    rest drawn uniformly without replacement; order ∅, the kept rest in input order, N."""
+    """At most `max_coalitions` of `coalitions`, coverage-first: ∅ and N (the largest) always
+    kept, then every singleton, then the rest drawn uniformly without replacement (when even
+    the singletons do not fit, M-2 of them are drawn); order ∅, the kept rest in input order,
+    N. The singletons give every segment the pair (∅, {i}), so whenever M >= n + 2 every
+    segment is measured."""
     _check_budget(max_coalitions)
     if len(coalitions) <= max_coalitions:
         return list(coalitions)
     full = max(coalitions, key=len)
     rest = [c for c in coalitions if c and c != full]
-    chosen = rng.choice(len(rest), size=max_coalitions - 2, replace=False)
-    return [EMPTY, *(rest[i] for i in sorted(int(i) for i in chosen)), full]
+    singles = [k for k, c in enumerate(rest) if len(c) == 1]
+    others = [k for k, c in enumerate(rest) if len(c) != 1]
+    budget = max_coalitions - 2
+    if len(singles) >= budget:
+        kept = [singles[int(i)] for i in rng.choice(len(singles), size=budget, replace=False)]
+    else:
+        drawn = rng.choice(len(others), size=budget - len(singles), replace=False)
+        kept = singles + [others[int(i)] for i in drawn]
+    return [EMPTY, *(rest[k] for k in sorted(kept)), full]
 
 
 def random_coalitions(
     n: int, max_coalitions: int, rng: np.random.Generator
 ) -> list[frozenset[int]]:
-    """Non-contiguous ablation: ∅, N and M-2 distinct random proper subsets (uniform without
-    replacement over all 2^n - 2 of them); order ∅, by size then members, N."""
+    """Non-contiguous ablation, coverage-first like `sample_coalitions` so that an ablation
+    at equal M compares like with like: ∅, N, every singleton (M-2 of them drawn when they do
+    not all fit), then distinct random proper subsets of >= 2 members (uniform without
+    replacement); order ∅, by size then members, N. All 2^n subsets when they fit."""
     _check_budget(max_coalitions)
     if n <= 0:
         return [EMPTY]
     if 2**n <= max_coalitions:
         return all_coalitions(n)
-    wanted = max_coalitions - 2
-    masks: set[int] = set()
-    if n <= 20:
-        masks.update(int(m) for m in rng.choice(np.arange(1, 2**n - 1), size=wanted, replace=False))
-    else:  # 2^n - 2 >> M: rejection of the rare duplicate / empty / full draw is cheap
-        weights = 1 << np.arange(n, dtype=object)
-        while len(masks) < wanted:
-            bits = rng.integers(0, 2, size=n)
-            mask = int(np.dot(bits.astype(object), weights))
-            if 0 < mask < 2**n - 1:
-                masks.add(mask)
-    subsets = [frozenset(i for i in range(n) if mask >> i & 1) for mask in masks]
+    budget = max_coalitions - 2
+    if budget <= n:
+        subsets = [frozenset({int(i)}) for i in rng.choice(n, size=budget, replace=False)]
+    else:
+        wanted = budget - n  # < 2^n - 2 - n, the number of proper subsets of >= 2 members
+        masks: set[int] = set()
+        if n <= 20:
+            pool = np.arange(1, 2**n - 1)
+            pool = pool[(pool & (pool - 1)) != 0]  # not a power of two: >= 2 members
+            masks.update(int(m) for m in rng.choice(pool, size=wanted, replace=False))
+        else:  # 2^n >> M: rejection of the rare duplicate / small / full draw is cheap
+            weights = 1 << np.arange(n, dtype=object)
+            while len(masks) < wanted:
+                bits = rng.integers(0, 2, size=n)
+                mask = int(np.dot(bits.astype(object), weights))
+                if mask & (mask - 1) and mask < 2**n - 1:
+                    masks.add(mask)
+        subsets = [frozenset({i}) for i in range(n)]
+        subsets.extend(frozenset(i for i in range(n) if mask >> i & 1) for mask in masks)
     subsets.sort(key=lambda c: (len(c), sorted(c)))
     return [EMPTY, *subsets, frozenset(range(n))]
 
@@ -124,11 +144,11 @@ def coalition_plan(
 ) -> list[frozenset[int]]:
     """The coalitions an estimator needs evaluated for n segments.
 
-    owen: contiguous windows (width <= max_width) sampled to max_coalitions, or random subsets
-    when `contiguous` is False; myerson: every window (TooManyCoalitionsError when
+    owen, owen-sum: contiguous windows (width <= max_width) sampled coverage-first to
+    max_coalitions, or random subsets when `contiguous` is False; myerson: every window (TooManyCoalitionsError when
     n(n+1)/2 + 1 > max_coalitions); shapley: all subsets (the caller enforces the n limit).
     """
-    if estimator == "owen":
+    if estimator in ("owen", "owen-sum"):
         if not contiguous:
             return random_coalitions(n, max_coalitions, rng)
         return sample_coalitions(contiguous_coalitions(n, max_width), max_coalitions, rng)

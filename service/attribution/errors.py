@@ -13,6 +13,11 @@ class AttributionError(ValueError):
 
     field: str | None = None
 
+    def __init__(self, *args: object, field: str | None = None) -> None:
+        super().__init__(*args)
+        if field is not None:
+            self.field = field
+
 
 class UnknownOptionError(AttributionError):
     """An option (segmenter, estimator, baseline, redistribution, ...) has an unknown value."""

@@ -29,6 +29,24 @@ _NUMBER_RE = re.compile(r"^[#$£€]?\d+(?:[.,/:x×-]\d+)*(?:st|nd|rd|th|s|%|\"|
 _HARD_END = frozenset(",;|:!?.)]}")
 _HARD_START = frozenset("([{")
 
+# A period after an abbreviation or an initial does not end a phrase or a sentence.
+_ABBREVIATIONS = frozenset(
+    {
+        "dr", "st", "mr", "mrs", "ms", "mx", "jr", "sr", "prof", "rev", "mt", "vs", "approx",
+        "appx", "dept", "fig", "vol", "cf",
+    }
+)  # fmt: skip
+# Only after a number ("12 in. wide", "8 oz. jar"): elsewhere "in." can end a sentence.
+_UNIT_ABBREVIATIONS = frozenset(
+    {"in", "ft", "oz", "lb", "lbs", "pc", "pcs", "pk", "ct", "qt", "gal", "fl", "yd", "sq"}
+)
+# Only before a number ("No. 2 pencil"): "No." on its own is an answer.
+_NUMBER_ABBREVIATIONS = frozenset({"no", "nos"})
+_DOTTED_RE = re.compile(r"(?:[A-Za-z]\.){2,}")  # "U.S.", "e.g.", "i.e."
+_INITIAL_RE = re.compile(r"[A-Z]\.")  # "J. Crew"; lower-case single letters are left alone
+_NUMBER_UNIT_RE = re.compile(r"\d+(?:[.,/]\d+)*([a-z]+)")  # "12in."
+_OPENERS = "([{\"'“‘"
+
 _CONJUNCTIONS = frozenset({"and", "or", "&", "but", "nor", "plus", "yet", "+"})
 _PREPOSITIONS = frozenset(
     {
@@ -112,7 +130,9 @@ _UNITS = frozenset(
 class _Piece:
     """One whitespace-free piece of text with the facts the rules ask about, computed once."""
 
-    __slots__ = ("start", "end", "text", "word", "has_alnum", "is_number", "is_content")
+    __slots__ = (
+        "start", "end", "text", "word", "has_alnum", "is_number", "is_content", "ends_hard",
+    )  # fmt: skip
 
     def __init__(self, start: int, end: int, text: str) -> None:
         self.start = start
@@ -122,6 +142,8 @@ class _Piece:
         self.has_alnum = any(ch.isalnum() for ch in text)
         self.is_number = bool(_NUMBER_RE.match(text.strip(",;|:!?()[]{}")))
         self.is_content = self.has_alnum and self.word not in _FUNCTION_WORDS
+        # Ends on punctuation that closes a phrase; _pieces clears it after an abbreviation.
+        self.ends_hard = text[-1] in _HARD_END
 
 
 class _Unit:
@@ -149,6 +171,33 @@ class _Unit:
         return len(self.pieces)
 
 
+def _is_numeric(word: str) -> bool:
+    return bool(_NUMBER_RE.match(word.strip(",;|:!?()[]{}")))
+
+
+def _is_abbreviation(word: str, previous: str | None, following: str | None) -> bool:
+    """Whether the single period ending `word` (whitespace-free) marks an abbreviation or an
+    initial rather than the end of a phrase or sentence; `previous` and `following` are the
+    neighbouring words, if any ("in." abbreviates only after a number, "No." only before
+    one)."""
+    word = word.lstrip(_OPENERS)
+    if len(word) < 2 or word[-1] != "." or not word[-2].isalnum():
+        return False
+    if _DOTTED_RE.fullmatch(word):
+        return True
+    if _INITIAL_RE.fullmatch(word):  # "size M." is a size, not an initial
+        return previous is None or previous.lower().strip(_OPENERS) != "size"
+    core = word[:-1].lower()
+    if core in _ABBREVIATIONS:
+        return True
+    if core in _NUMBER_ABBREVIATIONS:
+        return following is not None and _is_numeric(following.lstrip("#"))
+    glued = _NUMBER_UNIT_RE.fullmatch(core)
+    if glued is not None:
+        return glued.group(1) in _UNIT_ABBREVIATIONS
+    return core in _UNIT_ABBREVIATIONS and previous is not None and _is_numeric(previous)
+
+
 def _trim(text: str, start: int, end: int) -> Span:
     while start < end and text[start].isspace():
         start += 1
@@ -167,9 +216,19 @@ _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 def segment_sentences(text: str) -> list[Span]:
-    """Sentences: cut after . ! ? (followed by whitespace) and at every line break."""
+    """Sentences: cut after . ! ? (followed by whitespace) and at every line break, but not
+    after the period of an abbreviation or an initial ("Dr.", "U.S.", "12 in.")."""
     cuts = {0, len(text)}
-    cuts.update(m.end() for m in _SENTENCE_END_RE.finditer(text))
+    words = [m.group() for m in _RUN_RE.finditer(text)]
+    word_at_end = {m.end(): i for i, m in enumerate(_RUN_RE.finditer(text))}
+    for m in _SENTENCE_END_RE.finditer(text):
+        if m.group() == ".":
+            i = word_at_end[m.end()]  # the match ends a word: whitespace follows it
+            previous = words[i - 1] if i > 0 else None
+            following = words[i + 1] if i + 1 < len(words) else None
+            if _is_abbreviation(words[i], previous, following):
+                continue
+        cuts.add(m.end())
     cuts.update(i for i, ch in enumerate(text) if ch in _LINE_BREAKS)
     ordered = sorted(cuts)
     spans = []
@@ -181,7 +240,14 @@ def segment_sentences(text: str) -> list[Span]:
 
 
 def _pieces(text: str) -> list[_Piece]:
-    return [_Piece(m.start(), m.end(), m.group()) for m in _PIECE_RE.finditer(text)]
+    pieces = [_Piece(m.start(), m.end(), m.group()) for m in _PIECE_RE.finditer(text)]
+    for i, piece in enumerate(pieces):
+        if piece.text[-1] == ".":
+            previous = pieces[i - 1].text if i > 0 else None
+            following = pieces[i + 1].text if i + 1 < len(pieces) else None
+            if _is_abbreviation(piece.text, previous, following):
+                piece.ends_hard = False
+    return pieces
 
 
 def _is_number(piece: _Piece) -> bool:
@@ -195,12 +261,12 @@ def _units(pieces: list[_Piece]) -> list[_Unit]:
         piece = pieces[i]
         nxt = pieces[i + 1] if i + 1 < len(pieces) else None
         after = pieces[i + 2] if i + 2 < len(pieces) else None
-        ends_hard = piece.text[-1] in _HARD_END
+        ends_hard = piece.ends_hard
         if (
             not piece.has_alnum
             and piece.word not in _CONJUNCTIONS
             and units
-            and units[-1].last.text[-1] not in _HARD_END
+            and not units[-1].last.ends_hard
         ):
             units[-1].pieces.append(piece)  # punctuation belongs to the segment before it
             i += 1
@@ -219,7 +285,7 @@ def _units(pieces: list[_Piece]) -> list[_Unit]:
             and not ends_hard
             and nxt is not None
             and nxt.word == "of"
-            and nxt.text[-1] not in _HARD_END
+            and not nxt.ends_hard
             and after is not None
             and _is_number(after)
         ):
@@ -241,7 +307,7 @@ def _opens_phrase(current: list[_Unit], unit: _Unit, following: _Unit | None) ->
     if not current:
         return False
     prev = current[-1].last
-    if prev.text[-1] in _HARD_END or unit.first.text[0] in _HARD_START:
+    if prev.ends_hard or unit.first.text[0] in _HARD_START:
         return True
     if not any(u.has_content for u in current):
         return False  # "i need", "looking for": function words lead into the next phrase
@@ -250,7 +316,7 @@ def _opens_phrase(current: list[_Unit], unit: _Unit, following: _Unit | None) ->
         return True
     if (
         word in _GOVERNORS
-        and unit.last.text[-1] not in _HARD_END
+        and not unit.last.ends_hard
         and following is not None
         and following.first.word in _PREPOSITIONS
     ):

@@ -1,10 +1,21 @@
-"""Estimators of each segment's value φ from a coalition value table v (v(∅) = 0).
+"""Estimators of each segment's value φ from a coalition value table v.
 
-- owen_values: the paper's truncated estimator, a Shapley-weighted sum of the marginal
-  contributions v(S ∪ {i}) - v(S) over the evaluated pairs only (not renormalised).
+The estimators take v(∅) = 0 (an ∅ entry in the table is ignored); `segment_values` is the
+entry point for a table whose v(∅) is a real score: it measures every value from v(∅).
+
+- owen_values: the Shapley-weighted *mean* of the evaluated marginal contributions
+  v(S ∪ {i}) - v(S): each segment's weighted sum divided by the total Shapley weight of its
+  evaluated pairs. Exact on additive games whatever the plan, exact Shapley when every
+  subset is evaluated.
+- owen_sum_values: the paper's truncated estimator, the same weighted sum not renormalised.
+  It favours the end segments: only they can have the heavily weighted pair (N∖{i}, N).
 - myerson_values: exact value of the game restricted to contiguous coalitions on the chain
   (Harsanyi dividends of the windows), efficient: Σφ = v(N).
 - shapley_values: exact Shapley over all 2^n subsets; small n and the test oracle.
+
+A segment with no evaluated pair (S, S ∪ {i}) is *unmeasured*: both owen estimators report
+NaN for it (a property of the plan, not of the segment), never a 0 that would read as
+"contributes nothing". The exact estimators measure every segment.
 """
 
 from __future__ import annotations
@@ -16,10 +27,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .coalitions import ESTIMATORS
 from .errors import AttributionError, MissingCoalitionError, UnknownOptionError
 
+ESTIMATORS = ("owen", "owen-sum", "myerson", "shapley")
+
 ValueTable = Mapping[frozenset[int], float]
+_EMPTY: frozenset[int] = frozenset()
 _VECTOR_MAX_PLAYERS = 63  # masks fit an uint64
 _EXACT_FLOAT_PLAYERS = 52
 _DENSE_LOOKUP_PLAYERS = 14
@@ -27,12 +40,26 @@ _DENSE_LOOKUP_PLAYERS = 14
 
 @functools.lru_cache(maxsize=256)
 def shapley_weights(n: int) -> np.ndarray:
-    """w[s] = s!(n-s-1)!/n! = 1/(n·C(n-1, s)) for s = 0..n-1, and w[n] = 0 (read-only)."""
+    """w[s] = s!(n-s-1)!/n! = 1/(n·C(n-1, s)) for s = 0..n-1, and w[n] = 0 (read-only).
+
+    Weights below the smallest float are 0 (n beyond ~1000 players)."""
     weights = np.zeros(n + 1)
     for size in range(n):
-        weights[size] = 1.0 / (n * math.comb(n - 1, size))
+        denominator = n * math.comb(n - 1, size)
+        try:
+            weights[size] = 1.0 / denominator
+        except OverflowError:  # the int does not fit a float; int division rounds to 0
+            weights[size] = 1 / denominator
     weights.flags.writeable = False
     return weights
+
+
+def _log_shapley_weights(n: int) -> np.ndarray:
+    """log w[s] for s = 0..n-1 (finite for any n, where w itself underflows)."""
+    sizes = np.arange(n)
+    log_comb = np.array([math.lgamma(n) - math.lgamma(s + 1) - math.lgamma(n - s) for s in sizes])
+    result: np.ndarray = -(math.log(n) + log_comb)
+    return result
 
 
 def _mask(members: frozenset[int], n: int) -> int:
@@ -63,17 +90,9 @@ def _mask_arrays(n: int, v: ValueTable) -> tuple[np.ndarray, np.ndarray, np.ndar
     return masks, values, np.append(sizes, 0)
 
 
-def owen_values(n: int, v: ValueTable) -> np.ndarray:
-    """φ_i = Σ_{S: i∉S, S and S∪{i} evaluated} |S|!(n-|S|-1)!/n! · (v(S∪{i}) - v(S)).
-
-    ∅ counts as evaluated with value 0 whether or not `v` holds it."""
-    if n <= 0:
-        return np.zeros(0)
-    weights = shapley_weights(n)
-    if n > _VECTOR_MAX_PLAYERS:
-        table = {_mask(members, n): float(value) for members, value in v.items()}
-        table[0] = 0.0
-        return _owen_loop(n, table, weights)
+def _owen_vector(n: int, v: ValueTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weighted sums, weighted means, measured) for n <= 63 players, vectorised over the
+    table: one row per evaluated coalition S, one column per player i."""
     masks, values, sizes = _mask_arrays(n, v)
     bits = np.left_shift(np.uint64(1), np.arange(n, dtype=np.uint64))
     extended = masks[:, None] | bits[None, :]
@@ -89,19 +108,89 @@ def owen_values(n: int, v: ValueTable) -> np.ndarray:
         position = np.minimum(np.searchsorted(masks, extended), len(masks) - 1)
         found = (masks[position] == extended) & (extended != masks[:, None])
     marginal = np.where(found, values[position] - values[:, None], 0.0)
-    result: np.ndarray = weights[sizes] @ marginal
+    row_weights = shapley_weights(n)[sizes]
+    sums: np.ndarray = row_weights @ marginal
+    totals: np.ndarray = row_weights @ found
+    measured: np.ndarray = found.any(axis=0)
+    # Every weight is >= 1/(63·C(62, 31)) > 0 here, so a measured total is never 0.
+    means = np.divide(sums, totals, out=np.full(n, np.nan), where=measured)
+    return sums, means, measured
+
+
+def _owen_loop(n: int, v: ValueTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weighted sums, weighted means, measured) for any n in pure Python (masks as ints).
+
+    Walks every evaluated coalition T and its members i with T∖{i} evaluated: O(Σ|T|).
+    The means use log weights relative to each player's largest one, so they stay exact
+    where the Shapley weights themselves underflow (n beyond ~1000)."""
+    table: dict[int, float] = {0: 0.0}
+    entries: list[tuple[frozenset[int], int, float]] = []
+    for members, value in v.items():
+        if members:
+            mask = _mask(members, n)
+            table[mask] = float(value)
+            entries.append((members, mask, float(value)))
+    player_sizes: list[list[int]] = [[] for _ in range(n)]
+    player_marginals: list[list[float]] = [[] for _ in range(n)]
+    for members, mask, value in entries:
+        for i in members:
+            smaller = table.get(mask ^ (1 << i))
+            if smaller is not None:
+                player_sizes[i].append(len(members) - 1)
+                player_marginals[i].append(value - smaller)
+    weights = shapley_weights(n)
+    log_weights = _log_shapley_weights(n)
+    sums = np.zeros(n)
+    means = np.full(n, np.nan)
+    measured = np.zeros(n, dtype=bool)
+    for i in range(n):
+        if not player_sizes[i]:
+            continue
+        sizes = np.asarray(player_sizes[i], dtype=np.int64)
+        marginals = np.asarray(player_marginals[i])
+        sums[i] = float(weights[sizes] @ marginals)
+        relative = np.exp(log_weights[sizes] - log_weights[sizes].max())
+        means[i] = float(relative @ marginals / relative.sum())
+        measured[i] = True
+    return sums, means, measured
+
+
+def _owen(n: int, v: ValueTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if n > _VECTOR_MAX_PLAYERS:
+        return _owen_loop(n, v)
+    return _owen_vector(n, v)
+
+
+def owen_values(n: int, v: ValueTable) -> np.ndarray:
+    """The Shapley-weighted mean of each segment's evaluated marginal contributions:
+
+        φ_i = Σ_S w(|S|)·(v(S∪{i}) - v(S)) / Σ_S w(|S|),   w(s) = s!(n-s-1)!/n!,
+
+    both sums over the evaluated pairs (S, S∪{i}), i ∉ S. NaN for a segment with no
+    evaluated pair (unmeasured). ∅ counts as evaluated with value 0 whether or not `v`
+    holds it. On an additive game every marginal is the player's own weight, so φ_i is that
+    weight on any plan; with every subset evaluated the weights sum to 1 and φ is Shapley."""
+    if n <= 0:
+        return np.zeros(0)
+    return _owen(n, v)[1]
+
+
+def owen_sum_values(n: int, v: ValueTable) -> np.ndarray:
+    """The paper's truncated estimator: φ_i = Σ_S w(|S|)·(v(S∪{i}) - v(S)) over the
+    evaluated pairs only, not renormalised (NaN for a segment with no evaluated pair)."""
+    if n <= 0:
+        return np.zeros(0)
+    sums, _, measured = _owen(n, v)
+    result: np.ndarray = np.where(measured, sums, np.nan)
     return result
 
 
-def _owen_loop(n: int, table: dict[int, float], weights: np.ndarray) -> np.ndarray:
-    phi = np.zeros(n)
-    for mask, value in table.items():
-        size = mask.bit_count()
-        for i in range(n):
-            bit = 1 << i
-            if not mask & bit and (mask | bit) in table:
-                phi[i] += weights[size] * (table[mask | bit] - value)
-    return phi
+def measured_segments(n: int, v: ValueTable) -> np.ndarray:
+    """Whether each segment has at least one evaluated pair (S, S∪{i}) in `v` (∅ counts as
+    evaluated, so {i} alone measures i). A boolean array of length n."""
+    if n <= 0:
+        return np.zeros(0, dtype=bool)
+    return _owen(n, v)[2]
 
 
 def myerson_values(n: int, v: ValueTable) -> np.ndarray:
@@ -158,11 +247,35 @@ def shapley_values(n: int, v: ValueTable) -> np.ndarray:
 
 
 def estimate(estimator: str, n: int, v: ValueTable) -> np.ndarray:
-    """Dispatch to owen_values / myerson_values / shapley_values by name."""
+    """Dispatch to owen_values / owen_sum_values / myerson_values / shapley_values by name
+    (the table's v(∅) is taken as 0; see segment_values)."""
     if estimator == "owen":
         return owen_values(n, v)
+    if estimator == "owen-sum":
+        return owen_sum_values(n, v)
     if estimator == "myerson":
         return myerson_values(n, v)
     if estimator == "shapley":
         return shapley_values(n, v)
     raise UnknownOptionError("estimator", estimator, ESTIMATORS)
+
+
+def segment_values(estimator: str, n: int, table: ValueTable) -> np.ndarray:
+    """Segment values φ of one response from its table of evaluated coalitions.
+
+    `table` may hold ∅ with a real value (a reward model's score of the empty response):
+    every value is measured from v(∅), so with myerson/shapley Σφ = v(N) - v(∅). n == 0
+    gives an empty array; n == 1 gives [v({0}) - v(∅)] (NaN when {0} was not evaluated),
+    whatever the estimator; n >= 2 runs the estimator."""
+    if estimator not in ESTIMATORS:
+        raise UnknownOptionError("estimator", estimator, ESTIMATORS)
+    if n <= 0:
+        return np.zeros(0)
+    empty = float(table.get(_EMPTY, 0.0))
+    shifted = table
+    if empty != 0.0:
+        shifted = {members: float(value) - empty for members, value in table.items() if members}
+    if n == 1:
+        only = frozenset({0})
+        return np.array([float(shifted[only]) if only in shifted else np.nan])
+    return estimate(estimator, n, shifted)

@@ -10,6 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from service.attribution import (
+    CREDIT_RULES,
+    NEGATIVE_MODES,
     AttributionError,
     UnknownOptionError,
     average_ranks,
@@ -62,12 +64,151 @@ def test_token_segment_weights_by_hand():
     )
 
 
-def test_segment_credit():
-    np.testing.assert_allclose(segment_credit([0.2, 0.6, 1.0]), [0, 0.5 / 1.5, 1 / 1.5])
-    np.testing.assert_allclose(segment_credit([-1.0, 1.0]), [0.0, 1.0])
+def test_segment_credit_minmax():
+    # The authors' rule, kept for reproduction: the lowest segment always gets 0.
+    def minmax(phi):
+        return segment_credit(phi, rule="minmax")
+
+    np.testing.assert_allclose(minmax([0.2, 0.6, 1.0]), [0, 0.5 / 1.5, 1 / 1.5])
+    np.testing.assert_allclose(minmax([-1.0, 1.0]), [0.0, 1.0])
+    np.testing.assert_allclose(minmax([0.3, 0.35]), [0.0, 1.0])  # two segments: winner takes all
+    np.testing.assert_allclose(minmax([0.0, 0.0, 0.0]), [1 / 3] * 3)
+    np.testing.assert_allclose(minmax([0.4, 0.4]), [0.5, 0.5])
+    assert minmax([]).shape == (0,)
+
+
+def test_segment_credit_positive_by_hand():
+    np.testing.assert_allclose(segment_credit([0.2, 0.6, 1.0]), [0.2 / 1.8, 0.6 / 1.8, 1 / 1.8])
+    np.testing.assert_allclose(segment_credit([0.3, 0.35]), [0.3 / 0.65, 0.35 / 0.65])
+    np.testing.assert_allclose(segment_credit([-1.0, 1.0, 3.0]), [0.0, 0.25, 0.75])
     np.testing.assert_allclose(segment_credit([0.0, 0.0, 0.0]), [1 / 3] * 3)
-    np.testing.assert_allclose(segment_credit([0.4, 0.4]), [0.5, 0.5])
+    np.testing.assert_allclose(segment_credit([-0.2, -0.1]), [0.5, 0.5])  # none positive
+    np.testing.assert_allclose(segment_credit([1e300, 1e300]), [0.5, 0.5])  # no overflow
     assert segment_credit([]).shape == (0,)
+    assert CREDIT_RULES == ("positive", "minmax") and NEGATIVE_MODES == ("same", "inverse")
+
+
+def test_segment_credit_unmeasured_segments_get_the_mean_share():
+    # 2 measured (shares 0.25, 0.75 among themselves) and 1 unmeasured: the unmeasured one
+    # gets the mean measured share, then everything is renormalised: 1/3 each on average.
+    np.testing.assert_allclose(
+        segment_credit([1.0, np.nan, 3.0]), [0.25 * 2 / 3, 1 / 3, 0.75 * 2 / 3]
+    )
+    np.testing.assert_allclose(
+        segment_credit([1.0, np.nan, 3.0], rule="minmax"), [0.0, 1 / 3, 2 / 3]
+    )
+    np.testing.assert_allclose(segment_credit([np.nan, np.nan]), [0.5, 0.5])
+    np.testing.assert_allclose(segment_credit([np.nan, -1.0]), [0.5, 0.5])
+    # Infinite values carry no usable ranking: uniform, like every other degenerate case.
+    np.testing.assert_allclose(segment_credit([np.inf, 1.0, np.nan]), [1 / 3] * 3)
+    np.testing.assert_allclose(segment_credit([-np.inf, 1.0], rule="minmax"), [0.5, 0.5])
+
+
+def test_segment_credit_negative_modes_by_hand():
+    phi = [0.5, -0.25, 0.0, 0.25]
+    np.testing.assert_allclose(
+        segment_credit(phi, advantage=-1.0, negative="inverse"), [0.0, 1.0, 0.0, 0.0]
+    )
+    np.testing.assert_allclose(
+        segment_credit(phi, rule="minmax", advantage=-1.0, negative="inverse"),
+        np.array([0.0, 0.75, 0.5, 0.25]) / 1.5,
+    )
+    # "same" (the paper): blame goes where the credit would.
+    np.testing.assert_allclose(
+        segment_credit(phi, advantage=-1.0, negative="same"), [2 / 3, 0.0, 0.0, 1 / 3]
+    )
+    # A positive (or zero) advantage is never inverted.
+    for advantage in (0.0, 0.7):
+        np.testing.assert_allclose(
+            segment_credit(phi, advantage=advantage, negative="inverse"), segment_credit(phi)
+        )
+    with pytest.raises(UnknownOptionError):
+        segment_credit(phi, rule="softmax")
+    with pytest.raises(UnknownOptionError):
+        segment_credit(phi, negative="flip")
+
+
+measured_values = st.floats(-5, 5, allow_nan=False, allow_subnormal=False)
+phi_with_gaps = st.lists(st.one_of(measured_values, st.just(float("nan"))), min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(phi=phi_with_gaps, rule=st.sampled_from(CREDIT_RULES))
+def test_credit_shares_are_a_distribution(phi, rule):
+    shares = segment_credit(phi, rule=rule)
+    assert shares.shape == (len(phi),)
+    assert (shares >= 0).all()
+    assert shares.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(phi=phi_with_gaps)
+def test_positive_rule_properties(phi):
+    values = np.array(phi)
+    shares = segment_credit(values)
+    measured = ~np.isnan(values)
+    positive = measured & (values > 0)
+    if not positive.any():  # nothing helped: uniform, so the response still carries Â
+        np.testing.assert_allclose(shares, 1 / len(phi))
+        return
+    assert (shares[positive] > 0).all()  # a helpful segment never gets 0
+    assert (shares[measured & (values <= 0)] == 0).all()
+    for i in np.flatnonzero(measured):  # the order follows the values
+        for j in np.flatnonzero(measured):
+            if values[i] > values[j] and values[i] > 0:
+                assert shares[i] > shares[j]
+            elif values[i] == values[j]:
+                assert shares[i] == pytest.approx(shares[j], abs=1e-15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(phi=phi_with_gaps, rule=st.sampled_from(CREDIT_RULES), scale=st.floats(1e-3, 1e3))
+def test_credit_is_invariant_to_scaling_the_values(phi, rule, scale):
+    values = np.array(phi)
+    np.testing.assert_allclose(
+        segment_credit(values * scale, rule=rule), segment_credit(values, rule=rule),
+        rtol=1e-9, atol=1e-12,
+    )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(phi=phi_with_gaps, rule=st.sampled_from(CREDIT_RULES))
+def test_unmeasured_segments_get_the_mean_measured_share(phi, rule):
+    values = np.array(phi)
+    measured = ~np.isnan(values)
+    shares = segment_credit(values, rule=rule)
+    m, total = int(measured.sum()), len(phi)
+    if m == 0:
+        np.testing.assert_allclose(shares, 1 / total)
+        return
+    np.testing.assert_allclose(shares[~measured], 1 / total)
+    np.testing.assert_allclose(
+        shares[measured], segment_credit(values[measured], rule=rule) * m / total, atol=1e-12
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    phi=st.lists(measured_values, min_size=1, max_size=12),
+    rule=st.sampled_from(CREDIT_RULES),
+    advantage=st.floats(-5, -1e-6),
+)
+def test_inverse_puts_the_largest_blame_on_the_lowest_valued_segment(phi, rule, advantage):
+    values = np.array(phi)
+    blame = segment_credit(values, rule=rule, advantage=advantage, negative="inverse")
+    lowest = int(np.argmin(values))
+    assert blame[lowest] == pytest.approx(blame.max(), abs=1e-15)
+    np.testing.assert_allclose(blame, segment_credit(-values, rule=rule))
+    others = np.delete(values, lowest)
+    # A unique minimum, by a margin the float arithmetic can resolve, gets strictly the most.
+    clear_low = len(phi) > 1 and others.min() - values[lowest] > 1e-9 * np.abs(values).max()
+    if clear_low and (rule == "minmax" or values[lowest] < 0):
+        assert (blame[np.arange(len(phi)) != lowest] < blame[lowest]).all()
+    # "same" keeps the paper's rule: blame follows credit.
+    np.testing.assert_allclose(
+        segment_credit(values, rule=rule, advantage=advantage, negative="same"),
+        segment_credit(values, rule=rule),
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -84,18 +225,21 @@ def test_token_mean_equals_advantage(credits, advantage, data):
     assert redistribute_uniform(len(credits), advantage).mean() == pytest.approx(advantage)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    phi=st.lists(finite, min_size=1, max_size=8),
+    phi=st.lists(st.one_of(finite, st.just(float("nan"))), min_size=1, max_size=8),
     advantage=finite,
     prefix=st.integers(0, 20),
     suffix=st.integers(0, 20),
     redistribution=st.sampled_from(["prop", "rank", "uniform"]),
     outside=st.sampled_from(["advantage", "zero"]),
+    credit=st.sampled_from(CREDIT_RULES),
+    negative=st.sampled_from(NEGATIVE_MODES),
 )
 def test_token_advantages_mean_is_the_advantage(
-    phi, advantage, prefix, suffix, redistribution, outside
+    phi, advantage, prefix, suffix, redistribution, outside, credit, negative
 ):
+    # For every credit rule and negative mode, with unmeasured (NaN) segments too.
     # A query of len(phi) 4-char words after `prefix` chars of reasoning, tokens of 3 chars.
     words = [f"w{i:02d}x" for i in range(len(phi))]
     query = " ".join(words)
@@ -113,8 +257,11 @@ def test_token_advantages_mean_is_the_advantage(
         advantage=advantage,
         redistribution=redistribution,
         outside=outside,
+        credit=credit,
+        negative=negative,
     )
     assert out.shape == (len(offsets),)
+    assert np.isfinite(out).all()
     assert out.mean() == pytest.approx(advantage, abs=1e-9)
     inside = np.array([min(e, query_span[1]) > max(s, query_span[0]) for s, e in offsets])
     if redistribution == "uniform":
@@ -223,6 +370,28 @@ def test_length_invariance_through_token_advantages():
     assert once[0] > once[2]  # the high-value segment's tokens get more
 
 
+def test_token_advantages_pass_the_credit_options_through():
+    # Three one-token segments; the token advantages follow segment_credit's shares exactly.
+    spans = [(0, 3), (4, 7), (8, 11)]
+    offsets = [(0, 3), (4, 7), (8, 11)]
+    phi = [0.6, 0.2, -0.2]
+
+    def run(advantage, **options):
+        return token_advantages(
+            segment_spans=spans, phi=phi, token_offsets=offsets, query_span=(0, 11),
+            advantage=advantage, redistribution="prop", **options,
+        )  # fmt: skip
+
+    np.testing.assert_allclose(run(1.0), 3 * np.array([0.75, 0.25, 0.0]))
+    np.testing.assert_allclose(run(1.0, credit="minmax"), 3 * np.array([2 / 3, 1 / 3, 0.0]))
+    np.testing.assert_allclose(run(-1.0), -3 * np.array([0.75, 0.25, 0.0]))
+    np.testing.assert_allclose(run(-1.0, negative="inverse"), -3 * np.array([0.0, 0.0, 1.0]))
+    np.testing.assert_allclose(
+        run(-1.0, credit="minmax", negative="inverse"), -3 * np.array([0.0, 1 / 3, 2 / 3])
+    )
+    np.testing.assert_allclose(run(2.0, negative="inverse"), run(2.0))
+
+
 def test_token_advantages_input_errors():
     kwargs = dict(token_offsets=[(0, 3)], query_span=(0, 3), advantage=1.0)
     with pytest.raises(AttributionError):
@@ -233,5 +402,12 @@ def test_token_advantages_input_errors():
         token_advantages(
             segment_spans=[(0, 3)], phi=[1.0], redistribution="prop", outside="x", **kwargs
         )
+    for option in ({"credit": "softmax"}, {"negative": "flip"}):
+        for redistribution in ("prop", "uniform"):
+            with pytest.raises(UnknownOptionError):
+                token_advantages(
+                    segment_spans=[(0, 3)], phi=[1.0], redistribution=redistribution,
+                    **option, **kwargs,
+                )  # fmt: skip
     with pytest.raises(AttributionError):
         token_segment_weights([(3, 1)], [(0, 1)])

@@ -21,7 +21,8 @@ WORDS = [
     "waterproof", "boots", "for", "with", "and", "&", "or", "size", "8", "pack", "of", "2",
     "need", "looking", "12", "inch", "in", "on", "women", ",", "-", "(pack", "2)", "x", "by",
     "compatible", "slip", "café", "naïve", "😀", "👩‍👩‍👧", "日本語", "…", "!!", "3.5", "1/2",
-    "i'm", "the", "w/", ".", "?", "|",
+    "i'm", "the", "w/", ".", "?", "|", "Dr.", "St.", "U.S.", "in.", "No.", "vs.", "approx.",
+    "J.", "e.g.", "no.", "oz.", "12in.", "(Mr.",
 ]  # fmt: skip
 
 shopping_text = st.lists(
@@ -147,11 +148,54 @@ def test_sentences_and_words():
         "First one.",
         "Second one!",
         "Third?",
-        "A 3.5 inch item e.g.",
-        "this",
+        "A 3.5 inch item e.g. this",  # an abbreviation's period ends nothing
         "End",
     ]
     words = "a  b\tc😀 "
     assert [words[s:e] for s, e in segment_words(words)] == ["a", "b", "c😀"]
     with pytest.raises(UnknownOptionError):
         segment("a b", "spacy")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("Dr. Martens boots for women", ["Dr. Martens boots", "for women"]),
+        ("St. Patrick's day shirt for men", ["St. Patrick's day shirt", "for men"]),
+        ("Mr. Coffee maker with timer", ["Mr. Coffee maker", "with timer"]),
+        ("No. 2 pencils pack of 12", ["No. 2 pencils", "pack of 12"]),
+        ("nike vs. adidas", ["nike vs. adidas"]),
+        ("approx. 5 lbs", ["approx. 5 lbs"]),
+        ("12 in. wide shelf with drawers", ["12 in. wide shelf", "with drawers"]),
+        ("48 in. entry table with side by side drawer", ["48 in. entry table", "with side by side drawer"]),
+        ("U.S. flag for porch", ["U.S. flag", "for porch"]),
+        ("J. Crew sweater for women", ["J. Crew sweater", "for women"]),
+        # A real end of phrase still cuts: "in." with no number, "no." before no number.
+        ("boots. red", ["boots.", "red"]),
+        ("socks in. wool", ["socks", "in.", "wool"]),
+        ("I said no. Then boots", ["I said no.", "Then boots"]),
+        ("Get size M. Red shoes for men", ["Get size M.", "Red shoes", "for men"]),
+    ],
+)  # fmt: skip
+def test_abbreviations_do_not_end_a_phrase(query, expected, assert_partition):
+    assert split(query) == expected
+    assert_partition(query, segment_phrases(query))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Dr. Smith lives in the U.S. now. He is here.", ["Dr. Smith lives in the U.S. now.", "He is here."]),
+        ("It is 12 in. wide. Done.", ["It is 12 in. wide.", "Done."]),
+        ("It fits in. Done.", ["It fits in.", "Done."]),
+        ("Get No. 5 now. Yes", ["Get No. 5 now.", "Yes"]),
+        ("Answer: no. Fine.", ["Answer: no.", "Fine."]),
+        ("A 12oz. mug vs. a cup, approx. half. Ok", ["A 12oz. mug vs. a cup, approx. half.", "Ok"]),
+        ("Ask J. R. R. Tolkien. Then go.", ["Ask J. R. R. Tolkien.", "Then go."]),
+        ("I need size M. Red is fine.", ["I need size M.", "Red is fine."]),
+        ("Wait... What? (Really.) Yes!", ["Wait...", "What?", "(Really.)", "Yes!"]),
+    ],
+)  # fmt: skip
+def test_abbreviations_do_not_end_a_sentence(text, expected, assert_partition):
+    assert [text[s:e] for s, e in segment_sentences(text)] == expected
+    assert_partition(text, segment_sentences(text))
