@@ -36,6 +36,7 @@ _EMPTY: frozenset[int] = frozenset()
 _VECTOR_MAX_PLAYERS = 63  # masks fit an uint64
 _EXACT_FLOAT_PLAYERS = 52
 _DENSE_LOOKUP_PLAYERS = 14
+_EXACT_WEIGHT_PLAYERS = 1000  # n·C(n-1, n/2) overflows a float from n ≈ 1030
 
 
 @functools.lru_cache(maxsize=256)
@@ -44,21 +45,20 @@ def shapley_weights(n: int) -> np.ndarray:
 
     Weights below the smallest float are 0 (n beyond ~1000 players)."""
     weights = np.zeros(n + 1)
-    for size in range(n):
-        denominator = n * math.comb(n - 1, size)
-        try:
-            weights[size] = 1.0 / denominator
-        except OverflowError:  # the int does not fit a float; int division rounds to 0
-            weights[size] = 1 / denominator
+    if n > _EXACT_WEIGHT_PLAYERS:  # the binomials no longer fit a float: from log-gamma
+        weights[:n] = np.exp(_log_shapley_weights(n))
+    else:
+        for size in range(n):
+            weights[size] = 1.0 / (n * math.comb(n - 1, size))
     weights.flags.writeable = False
     return weights
 
 
 def _log_shapley_weights(n: int) -> np.ndarray:
     """log w[s] for s = 0..n-1 (finite for any n, where w itself underflows)."""
-    sizes = np.arange(n)
-    log_comb = np.array([math.lgamma(n) - math.lgamma(s + 1) - math.lgamma(n - s) for s in sizes])
-    result: np.ndarray = -(math.log(n) + log_comb)
+    log_factorials = np.array([math.lgamma(k + 1) for k in range(n)])  # log k!, k < n
+    # log w[s] = log s! + log (n-s-1)! - log n!
+    result: np.ndarray = log_factorials + log_factorials[::-1] - math.lgamma(n + 1)
     return result
 
 
@@ -111,9 +111,10 @@ def _owen_vector(n: int, v: ValueTable) -> tuple[np.ndarray, np.ndarray, np.ndar
     row_weights = shapley_weights(n)[sizes]
     sums: np.ndarray = row_weights @ marginal
     totals: np.ndarray = row_weights @ found
-    measured: np.ndarray = found.any(axis=0)
-    # Every weight is >= 1/(63·C(62, 31)) > 0 here, so a measured total is never 0.
-    means = np.divide(sums, totals, out=np.full(n, np.nan), where=measured)
+    # Every weight is >= 1/(63·C(62, 31)) > 0 here: a total is 0 exactly when no pair is found.
+    measured: np.ndarray = totals > 0.0
+    means: np.ndarray = sums / np.where(measured, totals, 1.0)
+    means[~measured] = np.nan
     return sums, means, measured
 
 

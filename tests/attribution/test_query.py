@@ -140,7 +140,7 @@ def test_the_query_is_trimmed_and_never_holds_reasoning_tags(parts, tag):
             assert found == text[begin : close if close >= 0 else len(text)].strip()
 
 
-@pytest.mark.timeout(20)
+@pytest.mark.timeout(10)
 @pytest.mark.parametrize(
     "make",
     [
