@@ -1,8 +1,9 @@
-"""ospo trainer client: typed HTTP clients for the OSPO attribution service, token offsets
-for a trainer's own tokens, and an OpenRLHF plug-in (``trainer_client.openrlhf_plugin``,
-imported on demand because it needs torch and openrlhf).
+"""ospo trainer client: typed HTTP clients for the OSPO attribution service and token offsets
+for a trainer's own tokens (this namespace); the adapter core every trainer adapter shares
+(``trainer_client.adapter``); the OpenRLHF plug-in (``trainer_client.openrlhf``, which imports
+openrlhf and torch only when OpenRLHF itself loads its experience maker).
 
-Depends on httpx only; never imports the service.
+Depends on httpx only; never imports the service. How to train with it: docs/TRAINERS.md.
 """
 
 from __future__ import annotations

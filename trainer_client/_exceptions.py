@@ -87,6 +87,11 @@ class ServerError(OspoClientError):
         where = f" (field {field})" if field else ""
         super().__init__(f"HTTP {status} {code}: {message}{where}")
 
+    def __reduce__(self) -> tuple[type[ServerError], tuple[int, str, str, str | None]]:
+        # Rebuilt from the fields, not from the formatted text, so the error survives pickling
+        # (Ray ships a worker's exception to the driver; TRL broadcasts one between ranks).
+        return (type(self), (self.status, self.code, self.message, self.field))
+
 
 class ClientRequestError(ServerError):
     """A 4xx answer: the request itself is wrong, so it is never retried (429 excepted)."""

@@ -7,16 +7,18 @@ dataclasses: plain values, no I/O. Serialisation lives in ``_client.py``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from ._labels import parse_label
 
 __all__ = [
     "UNSET",
     "AttributeResult",
     "Coalition",
     "Group",
+    "GroupError",
     "GroupResult",
     "ModelInfo",
     "Options",
@@ -80,29 +82,18 @@ class Target:
                 raise ValueError(f"Target.relevant gains must be > 0 (bad ids: {bad[:3]})")
 
     @classmethod
-    def from_label(cls, label: str) -> Target:
-        """Parse an OpenRLHF label: a catalog query id, or JSON graded labels.
+    def from_label(cls, label: Any) -> Target:
+        """The target of a trainer's label (``trainer_client._labels`` grammar): a catalog
+        query id (str or int), or a JSON object (a dict, or a string holding one) with
+        ``query_id`` or ``relevant``, or plain graded labels ``{"<product id>": gain}``.
 
-        JSON may be ``{"<product id>": gain, ...}``, ``{"relevant": {...}}`` or
-        ``{"query_id": "..."}``.
+        A label's ``pool`` is not part of the target: it goes in :attr:`Group.pool`
+        (``parse_label`` returns both).
         """
-        stripped = label.strip()
-        if not stripped.startswith("{"):
-            if not stripped:
-                raise ValueError("empty label: expected a query id or JSON graded labels")
-            return cls(query_id=stripped)
-        try:
-            parsed = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"label is not valid JSON: {exc}") from exc
-        if not isinstance(parsed, dict):
-            raise ValueError("JSON label must be an object")
-        if "query_id" in parsed:
-            return cls(query_id=str(parsed["query_id"]))
-        graded = parsed.get("relevant", parsed)
-        if not isinstance(graded, dict):
-            raise ValueError("JSON label 'relevant' must be an object")
-        return cls(relevant={str(pid): float(gain) for pid, gain in graded.items()})
+        parsed = parse_label(label)
+        if parsed.query_id is not None:
+            return cls(query_id=parsed.query_id)
+        return cls(relevant=parsed.relevant)
 
 
 @dataclass(frozen=True)
@@ -140,6 +131,8 @@ class Options:
     """Request options; every field left unset takes the service default (docs/API.md).
 
     ``clip=None`` disables clipping; leaving it unset keeps the service default.
+    ``errors="group"`` asks the service to answer a group it cannot score with a
+    :class:`GroupError` (the other groups scored normally) instead of failing the request.
     """
 
     retriever: str | None = None
@@ -156,16 +149,24 @@ class Options:
     explain: bool | None = None
     sampler: str | None = None  # "contiguous" | "random" (non-contiguous ablation)
     outside: str | None = None  # "advantage" | "zero": what tokens outside the query get
+    errors: str | None = None  # "request" (one bad group fails the request) | "group"
+    credit: str | None = None  # "positive" | "minmax": how segment values become credit
+    negative: str | None = None  # "same" | "inverse": credit of negative-advantage responses
+    query_tag: str | None = None  # the tag holding the query (default "answer")
+    depth: int | None = None  # ranking depth the retrieval game reads
 
 
 @dataclass(frozen=True)
 class Segment:
-    """A segment of the extracted query: its span, Owen value φ and normalised credit φ̃."""
+    """A segment of the extracted query: its span, Owen value φ and normalised credit φ̃.
+
+    ``value`` is ``None`` when the service measured none (no evaluated coalition pair).
+    """
 
     start: int
     end: int
     text: str
-    value: float
+    value: float | None
     credit: float
 
 
@@ -180,19 +181,37 @@ class Coalition:
 
 @dataclass(frozen=True)
 class ResponseResult:
-    """Reward, group advantage, segment credit and (optional) token advantages of a response."""
+    """Reward, group advantage, segment credit and (optional) token advantages of a response.
+
+    ``redistributed`` is true when the token advantages were spread by OSPO credit, false
+    when they are the plain group advantage Â (fewer than 2 segments, ``uniform``), ``None``
+    when the service did not say.
+    """
 
     reward: float
     advantage: float
     segments: tuple[Segment, ...]
     token_advantages: tuple[float, ...] | None = None
     coalitions: tuple[Coalition, ...] | None = None
+    redistributed: bool | None = None
+
+
+@dataclass(frozen=True)
+class GroupError:
+    """Why the service could not score a group (``options.errors="group"``)."""
+
+    code: str
+    message: str
+    field: str | None = None
 
 
 @dataclass(frozen=True)
 class GroupResult:
+    """A group's responses in request order; empty with ``error`` when it was not scored."""
+
     id: str
     responses: tuple[ResponseResult, ...]
+    error: GroupError | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +240,7 @@ class AttributeResult:
     groups: tuple[GroupResult, ...]
     stats: Stats
     model: ModelInfo
+    clip_bound: float | None = None  # set only when the service clipped
 
     @property
     def responses(self) -> tuple[ResponseResult, ...]:

@@ -51,7 +51,7 @@ def test_options_clip_default_is_unset_not_none():
 
 def test_reward_model_target_and_prompt_reach_the_body() -> None:
     from trainer_client import Group, Options, Response, Target
-    from trainer_client._client import attribute_body
+    from trainer_client._wire import attribute_body
 
     group = Group(
         "p0",
@@ -68,3 +68,28 @@ def test_reward_model_target_and_prompt_reach_the_body() -> None:
         Target(query_id="demo-0001", reward_model="sentiment")
     with pytest.raises(ValueError, match="reward_model only"):
         Target(query_id="demo-0001", label="x")
+
+
+def test_target_from_label_takes_the_one_label_grammar() -> None:
+    # ints and JSON objects (as OpenRLHF passes them) are labels too; a pool is not a target
+    assert Target.from_label(17) == Target(query_id="17")
+    assert Target.from_label({"query_id": "q1", "pool": ["P1"]}) == Target(query_id="q1")
+    assert Target.from_label({"relevant": {"P1": 2}, "pool": ["P1"]}).relevant == {"P1": 2.0}
+    for bad in (None, {"P1": 101}, {"query_id": "q", "relevant": {"P1": 1}}, [1, 2]):
+        with pytest.raises(ValueError):
+            Target.from_label(bad)
+
+
+def test_new_options_reach_the_body() -> None:
+    from trainer_client._wire import options_to_json
+
+    options = Options(
+        errors="group", credit="minmax", estimator="owen-sum", negative="inverse", depth=50
+    )
+    assert options_to_json(options) == {
+        "errors": "group",
+        "credit": "minmax",
+        "estimator": "owen-sum",
+        "negative": "inverse",
+        "depth": 50,
+    }

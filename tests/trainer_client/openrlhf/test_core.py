@@ -1,5 +1,6 @@
 """The OpenRLHF plug-in's core without OpenRLHF: tensors + tokenizer + a client in, token
-advantages at the action positions out; settings, checks and the launcher's flag handling."""
+advantages at the action positions out (through `assign_advantages`, the patched method's
+path), labels to targets and pools."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 
 import trainer_client as tc
 from trainer_client import openrlhf_plugin as plugin
-from trainer_client import openrlhf_train
 
 torch = pytest.importorskip("torch")
 
@@ -180,142 +180,6 @@ def test_scatter_checks_lengths():
         plugin.scatter_token_values(mask, [[1.0]], torch.ones(1, 4))
 
 
-def test_settings_from_env():
-    settings = plugin.PluginSettings.from_env(
-        {
-            "OSPO_ATTRIBUTE_URL": "http://h:8000",
-            "OSPO_REDISTRIBUTION": "rank",
-            "OSPO_MAX_WIDTH": "4",
-            "OSPO_MAX_COALITIONS": "32",
-            "OSPO_SEED": "9",
-            "OSPO_CLIP": "none",
-            "OSPO_ON_FAILURE": "fallback",
-            "OSPO_SEND_REWARD": "false",
-            "OSPO_MAX_RETRIES": "0",
-        }
-    )
-    assert (settings.url, settings.redistribution, settings.max_width, settings.max_coalitions) == (
-        "http://h:8000",
-        "rank",
-        4,
-        32,
-    )
-    assert settings.clip is None and settings.on_failure == "fallback" and not settings.send_reward
-    assert settings.max_retries == 0
-    options = settings.options("dr_grpo")
-    assert options.baseline == "dr_grpo" and options.seed == 9 and options.clip is None
-    defaults = plugin.PluginSettings.from_env({"OSPO_ATTRIBUTE_URL": "http://h"})
-    assert defaults.clip is tc.UNSET and defaults.on_failure == "fail" and defaults.max_retries == 5
-    for bad in (
-        {},
-        {"OSPO_ATTRIBUTE_URL": "u", "OSPO_ON_FAILURE": "ignore"},
-        {"OSPO_ATTRIBUTE_URL": "u", "OSPO_SEED": "x"},
-        {"OSPO_ATTRIBUTE_URL": "u", "OSPO_REDISTRIBUTION": "magic"},
-    ):
-        with pytest.raises(plugin.OspoPluginError):
-            plugin.PluginSettings.from_env(bad)
-
-
-def test_version_check():
-    assert plugin.check_openrlhf_version("0.11.2") == "0.11.2"
-    assert plugin.check_openrlhf_version("0.11.0") == "0.11.0"
-    for other in ("0.10.9", "0.12.0", "1.11.0"):
-        with pytest.raises(plugin.OspoPluginError, match=other.replace(".", r"\.")):
-            plugin.check_openrlhf_version(other)
-
-
-@pytest.mark.parametrize(
-    "estimator", ["gae", "reinforce", "reinforce_baseline", "flash_reinforce", None]
-)
-def test_non_group_estimators_are_refused(estimator):
-    with pytest.raises(plugin.OspoPluginError, match="group_norm"):
-        plugin.check_estimator(estimator)
-
-
-def test_group_estimators_are_accepted():
-    assert [plugin.check_estimator(e) for e in ("group_norm", "dr_grpo", "rloo")] == [
-        "group_norm",
-        "dr_grpo",
-        "rloo",
-    ]
-
-
-def test_launcher_strips_ospo_flags():
-    argv = [
-        "--actor.model_name_or_path",
-        "m",
-        "--ospo.url",
-        "http://svc:8000",
-        "--algo.advantage.estimator",
-        "group_norm",
-        "--ospo.on_failure=fallback",
-        "--ospo.max-width",
-        "4",
-    ]
-    rest, env = openrlhf_train.split_ospo_flags(argv)
-    assert rest == ["--actor.model_name_or_path", "m", "--algo.advantage.estimator", "group_norm"]
-    assert env == {
-        "OSPO_ATTRIBUTE_URL": "http://svc:8000",
-        "OSPO_ON_FAILURE": "fallback",
-        "OSPO_MAX_WIDTH": "4",
-    }
-    with pytest.raises(plugin.OspoPluginError, match="unknown flag"):
-        openrlhf_train.split_ospo_flags(["--ospo.nope", "1"])
-    with pytest.raises(plugin.OspoPluginError, match="needs a value"):
-        openrlhf_train.split_ospo_flags(["--ospo.url"])
-
-
-def test_launcher_inits_ray_with_the_hook_then_runs_openrlhf(monkeypatch):
-    for key in list(__import__("os").environ):
-        if key.startswith("OSPO_"):
-            monkeypatch.delenv(key)
-    # main() exports the OSPO_* variables to this process too; let monkeypatch undo that.
-    monkeypatch.setenv("OSPO_ATTRIBUTE_URL", "placeholder")
-    calls: list[tuple[str, Any]] = []
-    argv = [
-        "--algo.advantage.estimator",
-        "group_norm",
-        "--ospo.url",
-        "http://svc:8000",
-        "--rollout.n_samples_per_prompt",
-        "8",
-    ]
-    status = openrlhf_train.main(
-        argv,
-        ray_init=lambda env: calls.append(("ray", env)),
-        run=lambda a: calls.append(("run", a)),
-    )
-    assert status == 0
-    (_, env), (_, run_argv) = calls
-    assert env["worker_process_setup_hook"] == "trainer_client.openrlhf_plugin.install"
-    assert env["env_vars"]["OSPO_ATTRIBUTE_URL"] == "http://svc:8000"
-    assert {"TOKENIZERS_PARALLELISM", "NCCL_DEBUG", "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS"} <= set(
-        env["env_vars"]
-    )
-    assert run_argv == [
-        "--algo.advantage.estimator",
-        "group_norm",
-        "--rollout.n_samples_per_prompt",
-        "8",
-    ]
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--algo.advantage.estimator", "gae", "--ospo.url", "http://svc"],
-        ["--ospo.url", "http://svc"],  # OpenRLHF's default estimator is gae
-        ["--algo.advantage.estimator", "group_norm"],  # no URL
-    ],
-)
-def test_launcher_refuses_before_starting_ray(monkeypatch, capsys, argv):
-    monkeypatch.delenv("OSPO_ATTRIBUTE_URL", raising=False)
-    started: list[Any] = []
-    status = openrlhf_train.main(argv, ray_init=started.append, run=started.append)
-    assert status == 2 and started == []
-    assert "trainer_client.openrlhf_train:" in capsys.readouterr().err
-
-
 def test_graded_label_with_a_pool(minilm_tokenizer):
     sequences, action_mask, _ = batch(minilm_tokenizer, PROMPTS[:2], RESPONSES[:2], 0)
     label = '{"relevant": {"P1": 1}, "pool": ["P1", "P7", "P8"]}'
@@ -332,3 +196,68 @@ def test_graded_label_with_a_pool(minilm_tokenizer):
     ((groups, _),) = client.calls
     assert groups[0].target == tc.Target(relevant={"P1": 1.0})
     assert list(groups[0].pool or ()) == ["P1", "P7", "P8"]
+
+
+def test_a_query_id_label_keeps_its_pool(minilm_tokenizer):
+    # /reward filters the ranking to a {"query_id", "pool"} label's pool; the coalition
+    # values must be computed on the same game, so the pool reaches /attribute too.
+    sequences, action_mask, _ = batch(minilm_tokenizer, PROMPTS[:2], RESPONSES[:2], 0)
+    label = '{"query_id": "q1", "pool": ["P1", "P7"]}'
+    client = RecordingClient()
+    plugin.ospo_token_advantages(
+        sequences,
+        action_mask,
+        PROMPTS[:2],
+        [label, label],
+        minilm_tokenizer,
+        torch.zeros(2),
+        client=client,
+    )
+    ((groups, _),) = client.calls
+    assert groups[0].target == tc.Target(query_id="q1")
+    assert list(groups[0].pool or ()) == ["P1", "P7"]
+
+
+def test_json_object_labels_are_accepted(minilm_tokenizer):
+    # OpenRLHF passes a dataset's JSON-object label through as a dict.
+    sequences, action_mask, _ = batch(minilm_tokenizer, PROMPTS, RESPONSES, 0)
+    first = {"query_id": "q1", "pool": ["P1", "P2"]}
+    second = {"relevant": {"P9": 2}}
+    client = RecordingClient()
+    advantages, info = plugin.ospo_token_advantages(
+        sequences,
+        action_mask,
+        PROMPTS,
+        [first, first, second, second],
+        minilm_tokenizer,
+        torch.zeros(4),
+        client=client,
+    )
+    ((groups, _),) = client.calls
+    assert [g.target for g in groups] == [
+        tc.Target(query_id="q1"),
+        tc.Target(relevant={"P9": 2.0}),
+    ]
+    assert list(groups[0].pool or ()) == ["P1", "P2"] and groups[1].pool is None
+    assert info["ospo_fallback"].tolist() == [0.0] * 4
+
+
+def test_a_malformed_label_falls_back_for_its_group_only(minilm_tokenizer):
+    sequences, action_mask, _ = batch(minilm_tokenizer, PROMPTS, RESPONSES, 0)
+    scalars = torch.tensor([0.5, -0.5, 1.0, -1.0])
+    client = RecordingClient()
+    advantages, info = plugin.ospo_token_advantages(
+        sequences,
+        action_mask,
+        PROMPTS,
+        ['{"relevant": {"P1": -1}}'] * 2 + ["q2"] * 2,
+        minilm_tokenizer,
+        scalars,
+        client=client,
+    )
+    ((groups, _),) = client.calls
+    assert [g.target for g in groups] == [tc.Target(query_id="q2")]  # only the valid group
+    assert info["ospo_fallback"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert advantages[0][action_mask[0]].tolist() == pytest.approx(
+        [0.5] * int(action_mask[0].sum())
+    )

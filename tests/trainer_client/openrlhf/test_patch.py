@@ -8,10 +8,12 @@ action_mask positions and equal what /attribute returned.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 import trainer_client as tc
@@ -25,6 +27,17 @@ torch = pytest.importorskip("torch")
 def clean_install(experience_maker_module: Any) -> Iterator[None]:
     yield
     plugin.uninstall()
+
+
+def require_group_errors(url: str) -> None:
+    """Skip until the service accepts options.errors (the contract's per-group errors)."""
+    body = {
+        "groups": [{"id": "g", "target": {"query_id": "demo-0000"}, "responses": [{"text": "a"}]}],
+        "options": {"errors": "group"},
+    }
+    answer = httpx.post(f"{url}/attribute", json=body, timeout=60)
+    if answer.status_code == 422 and "errors" in answer.text:
+        pytest.skip("the service does not accept options.errors yet")
 
 
 def make_sample(
@@ -95,16 +108,6 @@ def assert_only_action_positions(experience: Any) -> None:
     assert torch.equal(experience.returns, experience.advantages)
 
 
-@pytest.fixture(scope="module")
-def demo_queries() -> dict[str, str]:
-    pytest.importorskip(
-        "service.retrieval.demo", reason="service.retrieval.demo is not available yet"
-    )
-    from service.retrieval.demo import build_demo_catalog
-
-    return dict(build_demo_catalog(seed=0).queries)
-
-
 @pytest.mark.parametrize("estimator", ["group_norm", "dr_grpo", "rloo"])
 def test_wrapped_method_against_the_real_service(
     experience_class, make_maker, smollm2_tokenizer, live_service, demo_queries, estimator
@@ -112,19 +115,29 @@ def test_wrapped_method_against_the_real_service(
     samples = demo_samples(demo_queries)  # 2 prompts x 3 samples, very different lengths
     batches = build_batches(experience_class, smollm2_tokenizer, samples, micro_batch=4)
     assert len({b.sequences.shape[1] for b in batches}) == 2  # micro-batches of different widths
+    require_group_errors(live_service)
     settings = plugin.PluginSettings(url=live_service, send_reward=False, seed=5, clip=None)
     plugin.install(settings)
     maker = make_maker(smollm2_tokenizer, estimator=estimator, n_samples=3)
     out = maker.compute_advantages_and_returns(batches)
 
-    # What /attribute returns for exactly these responses, asked directly.
-    rows = []
+    # What /attribute returns for exactly these responses, asked directly (step 0: seed 5).
+    members: dict[int, list[tc.Response]] = {}
+    labels: dict[int, Any] = {}
+    where = []
     for batch in out:
         for i, ids in enumerate(plugin.response_ids(batch.sequences, batch.action_mask)):
-            rows.append(plugin.Row(ids, batch.prompts[i], batch.labels[i], batch.index[i] // 3))
-    groups, where = plugin.build_groups(rows, smollm2_tokenizer)
+            offsets = tc.token_offsets(smollm2_tokenizer, ids)
+            g = batch.index[i] // 3
+            labels[g] = batch.labels[i]
+            where.append((g, len(members.setdefault(g, []))))
+            members[g].append(tc.Response(offsets.text, token_offsets=offsets.offsets))
+    groups = [
+        tc.Group(f"g{g}", tc.Target.from_label(labels[g]), members[g]) for g in sorted(members)
+    ]
+    options = dataclasses.replace(settings.options(estimator), errors="group", clip=None)
     with tc.AttributionClient(live_service) as client:
-        expected = client.attribute(groups, settings.options(estimator))
+        expected = client.attribute(groups, options)
 
     k = 0
     for batch in out:
@@ -272,7 +285,7 @@ def test_fail_mode_on_a_dead_service_raises(
     experience_class, make_maker, minilm_tokenizer, dead_url
 ):
     samples = [("p", "<answer>a</answer>", 1.0, "q"), ("p", "<answer>b</answer>", 0.0, "q")]
-    plugin.install(plugin.PluginSettings(url=dead_url, max_retries=1))
+    plugin.install(plugin.PluginSettings(url=dead_url, max_retries=1, on_failure="fail"))
     maker = make_maker(minilm_tokenizer, estimator="group_norm", n_samples=2)
     with pytest.raises(tc.ConnectError):
         maker.compute_advantages_and_returns(

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trainer_client as tc
-from trainer_client._client import backoff_delay, parse_retry_after, split_groups
+from trainer_client._retry import backoff_delay, parse_retry_after
+from trainer_client._wire import split_groups
 
 
 def make_client(service: Any, sleeps: list[float], **kwargs: Any) -> tc.AttributionClient:
@@ -344,3 +345,79 @@ def test_search_escapes_the_retriever_name(fake_service, sleeps):
     with make_client(fake_service, sleeps) as client:
         client.search("a/b c", "boots", k=1)
     assert fake_service.requests[0].url.raw_path.startswith(b"/v1/retrievers/a%2Fb%20c/search?")
+
+
+def test_group_errors_and_the_new_answer_fields_are_parsed(fake_service, sleeps, make_groups):
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = fake_service_answer(request)
+        body["groups"][1] = {
+            "id": body["groups"][1]["id"],
+            "responses": [],
+            "error": {"code": "unknown_query", "message": "no query q1", "field": "groups[1]"},
+        }
+        first = body["groups"][0]["responses"][0]
+        first["redistributed"] = True
+        first["segments"] = [
+            {"start": 0, "end": 2, "text": "g0", "credit": 0.5},  # value missing
+            {"start": 3, "end": 5, "text": "r0", "value": None, "credit": 0.5},
+        ]
+        first["unknown_field"] = {"ignored": True}
+        body["clip_bound"] = 1.5
+        return httpx.Response(200, json=body)
+
+    fake_service.fail_next(answer)
+    with make_client(fake_service, sleeps) as client:
+        result = client.attribute(make_groups(2), tc.Options(errors="group"))
+    assert fake_service.attribute_bodies()[0]["options"] == {"errors": "group"}
+    scored, failed = result.groups
+    assert failed.responses == () and failed.error is not None
+    assert (failed.error.code, failed.error.message, failed.error.field) == (
+        "unknown_query",
+        "no query q1",
+        "groups[1]",
+    )
+    assert scored.error is None and scored.responses[0].redistributed is True
+    assert scored.responses[1].redistributed is None  # the service did not say
+    assert [s.value for s in scored.responses[0].segments] == [None, None]
+    assert result.clip_bound == 1.5
+
+
+def test_server_errors_survive_pickling():
+    import pickle
+
+    error = tc.AuthenticationError(401, "unauthorized", "bad key", "headers.authorization")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is tc.AuthenticationError and str(copy) == str(error)
+    assert (copy.status, copy.code, copy.message, copy.field) == (
+        401,
+        "unauthorized",
+        "bad key",
+        "headers.authorization",
+    )
+
+
+def test_retry_budget_bounds_the_time_spent_retrying(fake_service, reply, make_groups):
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    fake_service.fail_next(*[reply.status(503)] * 100)
+    policy = tc.RetryPolicy(max_retries=None, backoff_base=1.0, backoff_max=4.0, max_elapsed_s=10.0)
+    client = tc.AttributionClient(
+        "http://ospo.test",
+        transport=httpx.MockTransport(fake_service),
+        sleep=sleep,
+        jitter=lambda: 0.999999,
+        clock=lambda: now[0],
+        retry=policy,
+    )
+    with client, pytest.raises(tc.ServiceUnavailable):
+        client.attribute(make_groups(1))
+    # waits of ~1, 2, 4, then the next 4 s wait would end past the 10 s budget: no retry
+    assert sleeps == pytest.approx([1.0, 2.0, 4.0], abs=1e-5)
+    assert len(fake_service.requests) == 4
+    with pytest.raises(ValueError):
+        tc.RetryPolicy(max_retries=None)
