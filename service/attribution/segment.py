@@ -9,6 +9,12 @@ coordinating conjunctions, prepositions, preference verbs and unit phrases ("siz
 "pack of 2"), keeps the words in between together as one attribute phrase, and breaks
 phrases longer than six words into balanced chunks without cutting a unit phrase apart:
 "waterproof leather hiking boots | for women | size 8 | with ankle support".
+
+A period ends a phrase (and a sentence) unless it marks an abbreviation or an initial:
+"Dr.", "St.", "Mr.", "vs.", "approx." and the like, dotted acronyms ("U.S.", "e.g."), an
+upper-case initial ("J. Crew", but not the size in "size M."), a unit after a number
+("12 in.", "8 oz.", "12in.") and "No." before a number ("No. 2 pencils"). Words that often
+end a sentence ("etc.", "Inc.", "no." alone, "in." without a number) still do.
 """
 
 from __future__ import annotations

@@ -63,10 +63,9 @@ def _log_shapley_weights(n: int) -> np.ndarray:
 
 
 def _mask(members: frozenset[int], n: int) -> int:
-    mask = sum(map((1).__lshift__, members))
-    if mask >> n or (members and min(members) < 0):
+    if members and not (0 <= min(members) and max(members) < n):
         raise AttributionError(f"coalition {sorted(members)} has members outside 0..{n - 1}")
-    return mask
+    return sum(map((1).__lshift__, members))
 
 
 def _mask_arrays(n: int, v: ValueTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

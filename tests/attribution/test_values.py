@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from service.attribution import (
     ESTIMATORS,
+    AttributionError,
     MissingCoalitionError,
     UnknownOptionError,
     all_coalitions,
@@ -437,6 +438,16 @@ def test_exact_estimators_refuse_missing_coalitions():
         shapley_values(4, {frozenset(range(4)): 1.0})
     with pytest.raises(UnknownOptionError):
         estimate("banzhaf", 4, window)
+
+
+@pytest.mark.parametrize("n", [5, 70])  # the vector path and the pure-Python path
+def test_members_outside_the_players_are_refused(n):
+    for bad in ({frozenset({-1}): 1.0}, {frozenset({n}): 1.0}):
+        for estimator in ("owen", "owen-sum"):
+            with pytest.raises(AttributionError):
+                estimate(estimator, n, bad)
+        with pytest.raises(AttributionError):
+            measured_segments(n, bad)
 
 
 def test_no_players():
