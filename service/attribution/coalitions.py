@@ -145,8 +145,9 @@ def coalition_plan(
     """The coalitions an estimator needs evaluated for n segments.
 
     owen, owen-sum: contiguous windows (width <= max_width) sampled coverage-first to
-    max_coalitions, or random subsets when `contiguous` is False; myerson: every window (TooManyCoalitionsError when
-    n(n+1)/2 + 1 > max_coalitions); shapley: all subsets (the caller enforces the n limit).
+    max_coalitions, or random subsets when `contiguous` is False; myerson: every window
+    (TooManyCoalitionsError when n(n+1)/2 + 1 > max_coalitions); shapley: all subsets (the
+    caller enforces the n limit).
     """
     if estimator in ("owen", "owen-sum"):
         if not contiguous:
