@@ -4,6 +4,7 @@ rollouts in, results out, and the one tensor helper. No I/O; torch only inside
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -186,6 +187,10 @@ class StepResult:
     metrics: Mapping[str, float]
     errors: Mapping[Hashable, GroupError] = field(default_factory=dict)
     reason: str | None = None
+
+    def slice(self, start: int, stop: int) -> StepResult:
+        """The rows ``start:stop`` (one rank's or one micro-batch's share), same metrics."""
+        return dataclasses.replace(self, rows=self.rows[start:stop])
 
     def row_info(self) -> dict[str, list[float]]:
         """Per-row columns for a trainer's per-sample logs (``ospo_reward``,

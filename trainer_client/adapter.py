@@ -40,9 +40,10 @@ What one :meth:`~OspoAdapter.step` does:
   what happened                             outcome
   ========================================  ===============================================
   refused connection, timeout, 5xx, 429     retried with backoff (honouring Retry-After) for
-                                            ``retry_budget_s`` (600 s); then the whole step
-                                            falls back (``on_failure="fallback"``) or the
-                                            client error is raised (``"fail"``)
+                                            up to ``retry_budget_s`` (600 s; each attempt's
+                                            timeout is cut to the time left); then the whole
+                                            step falls back (``on_failure="fallback"``) or
+                                            the client error is raised (``"fail"``)
   4xx, 401 (whole request refused)          the client error is raised at once, with the
                                             service's message, whatever ``on_failure`` says
   a group the service could not score,      that group falls back (its rows keep the
@@ -53,6 +54,22 @@ What one :meth:`~OspoAdapter.step` does:
 
 An :class:`OspoAdapter` is meant for one training loop in one thread (it counts consecutive
 fallback steps); results are frozen, picklable values that can be broadcast between ranks.
+
+Writing an adapter (docs/TRAINERS.md has the user side):
+
+- OpenRLHF (``trainer_client.openrlhf.core``): rollouts from ``sequences[i, 1:][action_mask[i]]``,
+  ``group = index // n_samples_per_prompt``; ``scatter_advantages(result, action_mask,
+  experience.advantages)``.
+- TRL (``GRPOTrainer``, advantages (B, T) over completion tokens): gather every process's
+  ``(completion ids, label, prompt)``; on the main process build rollouts with ``group =
+  global position // num_generations`` and call ``step(rollouts,
+  step=self.state.global_step, baseline=...)`` (``scale_rewards="group"`` -> ``group_norm``,
+  ``"none"`` -> ``dr_grpo``); broadcast the :class:`StepResult` (or the exception: client
+  errors pickle); each process takes ``result.slice(start, stop)`` and calls
+  ``scatter_advantages(part, completion_mask, advantages[:, None].expand_as(completion_mask))``.
+- verl (v1 ``_compute_advantage``): rollouts from the decoded responses with ``group = uid``
+  and ``label = reward_model["ground_truth"]``; ``scatter_advantages(result, response_mask,
+  verl's own advantages)``; ``result.metrics`` into verl's ``metrics``.
 """
 
 from __future__ import annotations
@@ -161,7 +178,7 @@ class OspoAdapter:
             except OspoClientError as exc:
                 if self.settings.failure.on_failure == "fail":
                     raise
-                reason = f"the OSPO service failed: {exc}"
+                reason = f"the OSPO service failed ({type(exc).__name__}): {exc}"
             else:
                 for g, group_result in zip(plan.sent, result.groups, strict=True):
                     if group_result.error is not None:

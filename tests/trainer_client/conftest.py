@@ -261,3 +261,124 @@ def live_service(service_settings_factory: Callable[..., Any]) -> Any:
     server.should_exit = True
     thread.join(timeout=30)
     sock.close()
+
+
+# --------------------------------------------------------------------------- a stand-in service
+
+
+class StandIn:
+    """A scriptable /attribute over real HTTP (stdlib server on loopback), for the failure
+    policy: each request takes the next scripted behaviour, then answers normally.
+
+    Behaviours: ``("status", code, headers, error)``, ``("stall", seconds)`` (then answer),
+    ``("group_error", positions, code)`` (those groups of the request come back as errors).
+    A normal answer: reward = advantage = response position - 0.5 (so Â differs in a group),
+    token advantage t = (group position + 1) * (t + 1) * sign, ``redistributed`` true
+    except for responses whose text contains "uniform".
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.script: list[tuple[Any, ...]] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with owner.lock:
+                    owner.bodies.append(body)
+                    behaviour = owner.script.pop(0) if owner.script else ("ok",)
+                status, headers, payload = owner.respond(behaviour, body)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    data = json.dumps(payload).encode()
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on a stalled answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def respond(
+        self, behaviour: tuple[Any, ...], body: dict[str, Any]
+    ) -> tuple[int, dict[str, str], Any]:
+        import time
+
+        kind = behaviour[0]
+        if kind == "status":
+            _, code, headers, error = behaviour
+            return code, headers or {}, {"error": error or {"code": f"c{code}", "message": "m"}}
+        if kind == "stall":
+            time.sleep(behaviour[1])
+        failing = {g: behaviour[2] for g in behaviour[1]} if kind == "group_error" else {}
+        return 200, {}, standin_answer(body, failing)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def standin_answer(body: dict[str, Any], failing: dict[int, str] | None = None) -> dict[str, Any]:
+    groups = []
+    for g, group in enumerate(body["groups"]):
+        if failing and g in failing:
+            error = {"code": failing[g], "message": f"cannot score {group['id']}"}
+            groups.append(
+                {"id": group["id"], "responses": [], "error": {**error, "field": f"groups[{g}]"}}
+            )
+            continue
+        responses = []
+        for r, response in enumerate(group["responses"]):
+            advantage = r - 0.5
+            sign = 1.0 if advantage >= 0 else -1.0
+            responses.append(
+                {
+                    "reward": advantage,
+                    "advantage": advantage,
+                    "segments": [{"start": 0, "end": 1, "text": "x", "value": None, "credit": 1.0}],
+                    "token_advantages": [
+                        (g + 1) * (t + 1) * sign for t in range(len(response["token_offsets"]))
+                    ],
+                    "redistributed": "uniform" not in response["text"],
+                }
+            )
+        groups.append({"id": group["id"], "responses": responses})
+    return {
+        "groups": groups,
+        "stats": {"coalitions": 1},
+        "model": {"retriever": "standin", "encoder": "e", "index_version": "0"},
+    }
+
+
+@pytest.fixture
+def standin() -> Any:
+    service = StandIn()
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL nobody listens on."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"

@@ -96,7 +96,7 @@ def assign_advantages(
     result = adapter.step(rollouts, step=step, baseline=baseline)
     columns = result.row_info()
     for experience, (start, stop) in zip(experiences, spans, strict=True):
-        part = StepResult(result.rows[start:stop], result.outcome, result.step, result.metrics)
+        part = result.slice(start, stop)
         advantages = scatter_advantages(part, experience.action_mask, experience.advantages)
         experience.advantages = advantages
         experience.returns = advantages.clone()

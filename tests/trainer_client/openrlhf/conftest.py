@@ -155,12 +155,3 @@ def fake_attribute_service() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     yield f"http://127.0.0.1:{server.server_address[1]}", bodies
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def dead_url() -> str:
-    """A loopback URL nobody listens on."""
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"
