@@ -39,8 +39,8 @@ serve: install
 	$(VENV)/bin/ospo serve --host $(HOST) --port $(PORT)
 
 lint: install
-	$(VENV)/bin/ruff check service trainer_client tests bench
-	$(VENV)/bin/ruff format --check service trainer_client tests bench
+	$(VENV)/bin/ruff check service trainer_client experiments tests bench
+	$(VENV)/bin/ruff format --check service trainer_client experiments tests bench
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -52,7 +52,7 @@ test: lint typecheck pytest
 
 bench: install
 	$(PY) bench/core.py
-	$(PY) bench/service.py
+	$(PY) bench/request_path.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

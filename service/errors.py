@@ -1,8 +1,31 @@
-"""The error tree of the service: every refusal is a named OspoError with a code, a message,
-the offending request field and an HTTP status. No web framework is imported here, so the
-engine and the retrieval layer can raise these too."""
+"""The error tree of the service and the one error-envelope builder.
+
+Every refusal is a named OspoError with a code, a message, the offending request field and
+an HTTP status; every error body on the wire is `error_envelope(...)`. No web framework is
+imported here, so every layer below the API can raise these::
+
+    OspoError                     400 bad_request
+    ├── InvalidRequest            422 invalid_request
+    │   ├── TooManyCoalitions     422 too_many_coalitions
+    │   └── ConfigError           422 config_error (service.config: a bad config file)
+    ├── PayloadTooLarge           413 payload_too_large
+    ├── Unauthorized              401 unauthorized
+    ├── NotFound                  404 not_found
+    │   ├── UnknownRetriever      404 unknown_retriever
+    │   ├── UnknownQuery          404 unknown_query
+    │   └── UnknownRewardModel    404 unknown_reward_model
+    ├── Overloaded                503 overloaded (+ Retry-After)
+    ├── NotReady                  503 not_ready
+    └── BackendError              502 backend_error, 504 backend_timeout
+        └── RewardModelError      (service.rewardmodel: names the failing model)
+"""
 
 from __future__ import annotations
+
+
+def error_envelope(code: str, message: str, field: str | None = None) -> dict[str, object]:
+    """The JSON body of every error answer: `{"error": {"code", "message", "field"}}`."""
+    return {"error": {"code": code, "message": message, "field": field}}
 
 
 class OspoError(Exception):
@@ -19,7 +42,7 @@ class OspoError(Exception):
             self.code = code
 
     def to_dict(self) -> dict[str, object]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+        return error_envelope(self.code, self.message, self.field)
 
     def headers(self) -> dict[str, str]:
         return {}
@@ -58,6 +81,10 @@ class UnknownRetriever(NotFound):
 
 class UnknownQuery(NotFound):
     code = "unknown_query"
+
+
+class UnknownRewardModel(NotFound):
+    code = "unknown_reward_model"
 
 
 class Overloaded(OspoError):
@@ -107,4 +134,6 @@ __all__ = [
     "Unauthorized",
     "UnknownQuery",
     "UnknownRetriever",
+    "UnknownRewardModel",
+    "error_envelope",
 ]

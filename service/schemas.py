@@ -198,6 +198,20 @@ class SearchResponse(BaseModel):
     results: list[SearchHit]
 
 
+class DemoQuery(BaseModel):
+    id: str
+    text: str
+    examples: list[str]
+    """Responses to try: for demo catalog queries, from a precise search query to a vague one."""
+
+
+class DemoQueriesResponse(BaseModel):
+    retriever: str
+    catalog: str
+    total: int
+    queries: list[DemoQuery]
+
+
 class CacheStatus(BaseModel):
     backend: str
     degraded: bool
@@ -223,6 +237,8 @@ __all__ = [
     "AttributeResponse",
     "CacheStatus",
     "CoalitionOut",
+    "DemoQueriesResponse",
+    "DemoQuery",
     "ErrorBody",
     "ErrorResponse",
     "GroupIn",

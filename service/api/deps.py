@@ -1,43 +1,39 @@
-"""Request-scoped dependencies: the loaded services of the app (503 until they are ready)
-and the bearer-key check (a pure ASGI guard, so it also covers docs and unknown paths)."""
+"""Request-scoped dependencies: the app state, the loaded services (503 until they are
+ready), and `run_admitted`, the one way a work route runs engine work: it takes an admission
+slot (503 + Retry-After when the queue is full) and is cancelled as soon as the client
+disconnects (answered 499)."""
 
 from __future__ import annotations
 
-import hmac
-import json
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi.responses import Response
 
+from service.engine.services import Services
 from service.errors import NotReady
 
 if TYPE_CHECKING:
     from service.api.metrics import ServiceMetrics
-    from service.cache import ScoreCache
     from service.config import Settings
-    from service.engine import Admission, AttributionEngine
-    from service.retrieval.registry import RetrieverRegistry
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-@dataclass
-class Services:
-    """What the lifespan loads: built once per app, shared by every request."""
-
-    registry: RetrieverRegistry
-    cache: ScoreCache
-    engine: AttributionEngine
-    admission: Admission
+CLIENT_CLOSED_REQUEST = 499
+"""nginx's status for a request whose client went away (logged, never sent)."""
 
 
 @dataclass
 class AppState:
     settings: Settings
     metrics: ServiceMetrics
-    status: str = "loading"  # loading | ready | failed
+    status: str = "loading"  # loading | ready | stopping | failed
     services: Services | None = None
     error: str | None = field(default=None)
 
@@ -58,55 +54,59 @@ StateDep = Annotated[AppState, Depends(get_state)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-class BearerAuthMiddleware:
-    """Requires `Authorization: Bearer <key>` on every path except /healthz, /readyz and the
-    data-free paths route modules declare public (the inspection page's assets).
-    Compared in constant time; the key is never logged or echoed."""
+class ClientGone(Exception):
+    """The client disconnected before its work finished; the work was cancelled."""
 
-    def __init__(
-        self, app: ASGIApp, api_key: str, public_paths: frozenset[str] = PUBLIC_PATHS
-    ) -> None:
-        self.app = app
-        self._expected = f"Bearer {api_key}".encode()
-        self._public = PUBLIC_PATHS | public_paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self._public:
-            await self.app(scope, receive, send)
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
             return
-        given = b""
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                given = value
-                break
-        if hmac.compare_digest(given, self._expected):
-            await self.app(scope, receive, send)
-            return
-        message = "missing bearer token" if not given else "invalid bearer token"
-        body = json.dumps(
-            {"error": {"code": "unauthorized", "message": message, "field": "Authorization"}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def run_admitted(request: Request, services: Services, work: Callable[[], Awaitable[T]]) -> T:
+    """Await `work()` inside an admission slot, cancelling it (queued or running) as soon as
+    the client disconnects: ClientGone then."""
+
+    async def admitted() -> T:
+        async with services.admission.slot():
+            return await work()
+
+    task = asyncio.ensure_future(admitted())
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task.done():
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_consume)
+    raise ClientGone()
+
+
+def client_gone(route: str) -> Response:
+    """What a work route returns once its client has gone (logged as 499)."""
+    logger.info("%s cancelled: client disconnected", route)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 __all__ = [
-    "PUBLIC_PATHS",
     "AppState",
-    "BearerAuthMiddleware",
-    "Services",
+    "ClientGone",
     "ServicesDep",
     "StateDep",
+    "client_gone",
     "get_services",
     "get_state",
+    "run_admitted",
 ]

@@ -1,6 +1,6 @@
-"""Exception handlers: every error leaves as `{"error": {"code", "message", "field"}}` with its
-status. Bad input never becomes a 500; an unexpected exception is logged and answered with a
-generic 500 that leaks nothing."""
+"""Exception handlers: every error leaves as `service.errors.error_envelope` with its status.
+Bad input never becomes a 500; an unexpected exception is logged and answered with a generic
+500 that leaks nothing. ERROR_RESPONSES documents the error shape in the OpenAPI schema."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.attribution import AttributionError
-from service.errors import OspoError, Overloaded
+from service.errors import OspoError, Overloaded, error_envelope
+from service.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
 
 _LOC_ROOTS = {"body", "query", "path", "header", "cookie"}
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorResponse} for status in (401, 404, 413, 422, 503)
+}
 
 
 def loc_to_field(loc: Sequence[Any]) -> str | None:
@@ -39,11 +43,7 @@ def loc_to_field(loc: Sequence[Any]) -> str | None:
 def error_response(
     status: int, code: str, message: str, field: str | None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "field": field}},
-        status_code=status,
-        headers=headers,
-    )
+    return JSONResponse(error_envelope(code, message, field), status_code=status, headers=headers)
 
 
 async def handle_ospo_error(request: Request, exc: Exception) -> JSONResponse:
@@ -70,14 +70,6 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
     return error_response(422, "invalid_request", text, field)
 
 
-async def handle_attribution_error(request: Request, exc: Exception) -> JSONResponse:
-    """Bad input the pure core caught (it names the option at fault in `field`)."""
-    field = getattr(exc, "field", None)
-    return error_response(
-        422, "invalid_request", str(exc), field if isinstance(field, str) else None
-    )
-
-
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -93,9 +85,8 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OspoError, handle_ospo_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.add_exception_handler(AttributionError, handle_attribution_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected)
 
 
-__all__ = ["install_handlers", "loc_to_field"]
+__all__ = ["ERROR_RESPONSES", "error_response", "install_handlers", "loc_to_field"]

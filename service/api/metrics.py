@@ -8,6 +8,9 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from service.engine.services import ServiceHooks
+from service.schemas import Stats
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -65,6 +68,37 @@ class ServiceMetrics:
 
     def watch_cache_degraded(self, is_degraded: Callable[[], bool]) -> None:
         self.cache_degraded.set_function(lambda: 1.0 if is_degraded() else 0.0)
+
+    def hooks(self) -> ServiceHooks:
+        """The engine's reporting callbacks, wired to these collectors."""
+
+        def on_admission(inflight: int, waiting: int) -> None:
+            self.inflight.set(inflight)
+            self.queue_depth.set(waiting)
+
+        return ServiceHooks(
+            on_redis_error=lambda _reason: self.redis_errors.inc(),
+            on_encode_batch=self.encode_batch_size.observe,
+            on_admission=on_admission,
+            watch_cache_degraded=self.watch_cache_degraded,
+        )
+
+    def record_attribute(self, stats: Stats, cached: bool) -> None:
+        """The work one /attribute request did."""
+        self.coalitions.inc(stats.coalitions)
+        if cached:
+            self.cache_hits.inc(stats.cache_hits)
+            self.cache_misses.inc(stats.unique_queries - stats.cache_hits)
+        self.encoded.inc(stats.encoded)
+        for stage, value in stats.timings_ms.model_dump().items():
+            if stage != "total":
+                self.stage_latency.labels(stage=stage).observe(value / 1000.0)
+
+    def record_reward(self, unique: int, cache_hits: int, encoded: int) -> None:
+        """The work one /reward request did."""
+        self.cache_hits.inc(cache_hits)
+        self.cache_misses.inc(unique - cache_hits)
+        self.encoded.inc(encoded)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,14 +1,18 @@
-"""ASGI middleware: the request-body size limit (413 before anything parses the body) and the
-per-route request metrics."""
+"""ASGI middleware: the bearer-key check (a pure ASGI guard, so it also covers docs and unknown
+paths), the request-body size limit (413 before anything parses the body) and the per-route
+request metrics. Error bodies are `service.errors.error_envelope`, like every other answer."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_envelope
 
 if TYPE_CHECKING:
     from service.api.metrics import ServiceMetrics
@@ -18,8 +22,18 @@ logger = logging.getLogger(__name__)
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, field: str | None) -> None:
-    body = json.dumps({"error": {"code": code, "message": message, "field": field}}).encode()
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = json.dumps(error_envelope(code, message, field)).encode()
     await send(
         {
             "type": "http.response.start",
@@ -27,11 +41,41 @@ async def _send_error(send: Send, status: int, code: str, message: str, field: s
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                *(headers or [(b"connection", b"close")]),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class BearerAuthMiddleware:
+    """Requires `Authorization: Bearer <key>` on every path except /healthz, /readyz and the
+    data-free paths the routes declare public (the inspection page's assets).
+    Compared in constant time; the key is never logged or echoed."""
+
+    def __init__(
+        self, app: ASGIApp, api_key: str, public_paths: frozenset[str] = PUBLIC_PATHS
+    ) -> None:
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode()
+        self._public = PUBLIC_PATHS | public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self._public:
+            await self.app(scope, receive, send)
+            return
+        given = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                given = value
+                break
+        if hmac.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        message = "missing bearer token" if not given else "invalid bearer token"
+        await _send_error(
+            send, 401, "unauthorized", message, "Authorization", [(b"www-authenticate", b"Bearer")]
+        )
 
 
 class BodyLimitMiddleware:
@@ -127,4 +171,4 @@ class MetricsMiddleware:
             )
 
 
-__all__ = ["BodyLimitMiddleware", "MetricsMiddleware"]
+__all__ = ["PUBLIC_PATHS", "BearerAuthMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]

@@ -1,11 +1,12 @@
-"""The request path: validation against the configured limits, admission, micro-batched
-encoding and the AttributionEngine that turns a request into rewards and advantages."""
+"""The request path: limits -> plan -> evaluate -> assemble, orchestrated by the
+AttributionEngine, with admission, micro-batched encoding and the games (value functions).
+Never imports the web framework."""
 
 from __future__ import annotations
 
 from service.engine.admission import Admission
-from service.engine.attribute import AttributionEngine
 from service.engine.batcher import EncodeBatcher
+from service.engine.engine import AttributionEngine
 from service.engine.limits import Limits, validate_request
 from service.engine.timing import StageTimer
 

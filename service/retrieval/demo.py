@@ -589,3 +589,27 @@ def build_demo_catalog(
         split=split,
         query_attributes=attributes,
     )
+
+
+def demo_examples(catalog: Catalog, query_id: str) -> list[str]:
+    """Example responses for a catalog query (the /inspect page's picker). Demo catalog
+    queries carry their target attributes, which give a precise query (every attribute), a
+    partial one inside the <think>/<answer> format a policy emits, the shopper's vague request
+    itself and a query for a related category; other catalogs get the query text alone."""
+    text = catalog.queries[query_id]
+    attributes = catalog.query_attributes.get(query_id)
+    spec = next((s for s in CATEGORIES if attributes and s.key == attributes.get("category")), None)
+    if attributes is None or spec is None:
+        return [text]
+    precise = specific_query(attributes)
+    partial_keys = ("category", "colour", "material")
+    partial = specific_query({k: v for k, v in attributes.items() if k in partial_keys})
+    examples = [
+        precise,
+        f"<think>The shopper wants {spec.noun}.</think><answer>{partial} for sale</answer>",
+        text,
+    ]
+    related = next((s for s in CATEGORIES if spec.related and s.key == spec.related[0]), None)
+    if related is not None:
+        examples.append(f"{attributes.get('colour', '')} {related.noun}".strip())
+    return examples

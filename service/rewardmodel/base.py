@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from service.errors import BackendError, NotFound
+from service.errors import BackendError, UnknownRewardModel
 from service.rewardmodel.spec import RewardModelSpec
 
 
@@ -23,10 +23,6 @@ class RewardModelError(BackendError):
     def __init__(self, model: str, message: str, *, timeout: bool = False) -> None:
         super().__init__(message, timeout=timeout)
         self.model = model
-
-
-class UnknownRewardModel(NotFound):
-    code = "unknown_reward_model"
 
 
 @runtime_checkable

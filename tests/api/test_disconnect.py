@@ -6,7 +6,19 @@ import asyncio
 
 import pytest
 
-from service.api.routes.attribute import ClientGone, run_while_connected
+from service.api.deps import ClientGone, run_admitted
+from service.engine import Admission
+
+
+class FakeServices:
+    """The one part of the services run_admitted uses: admission."""
+
+    def __init__(self) -> None:
+        self.admission = Admission(1, 1)
+
+
+def run_while_connected(request, work):
+    return run_admitted(request, FakeServices(), lambda: work)  # type: ignore[arg-type]
 
 
 class FakeRequest:

@@ -9,11 +9,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
+from bench.naive import attribute_naive
 from service.attribution import estimate
 from service.cache import MemoryScoreCache
 from service.engine import AttributionEngine, EncodeBatcher, Limits
 from service.errors import InvalidRequest, TooManyCoalitions, UnknownQuery, UnknownRetriever
-from service.schemas import AttributeRequest
+from service.schemas import AttributeRequest, RewardRequest
 
 
 class CountingCache:
@@ -130,9 +131,9 @@ def test_naive_mode_encodes_each_coalition_alone_and_agrees(
 ):
     engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
     body = request_body(small_catalog)
-    batched = run(engine, body, naive=False)
+    batched = run(engine, body)
     retriever.encoder.calls.clear()
-    naive = run(engine, body, naive=True)
+    naive = asyncio.run(attribute_naive(engine, AttributeRequest.model_validate(body)))
     assert retriever.encoder.calls == [1] * naive.stats.coalitions
     assert naive.stats.cache_hits == 0
     for a, b in zip(numbers(batched), numbers(naive), strict=True):
@@ -289,14 +290,13 @@ def test_seed_changes_sampled_coalitions(registry, small_catalog, cache):
     assert len(plans) > 1
 
 
-def test_score_queries_dedupes_and_caches(registry, retriever, small_catalog, cache):
-    from service.engine.attribute import ScoringTarget
-
+def test_reward_dedupes_and_caches(registry, retriever, small_catalog, cache):
     engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
-    target = ScoringTarget.build(small_catalog.labels["demo-0000"], None)
-    items = [("silver aluminium desk lamp", target)] * 3 + [("", target)]
-    scores, stats, _ = asyncio.run(engine.score_queries("default", items, 50))
+    texts = ["silver aluminium desk lamp"] * 3 + [""]
+    request = RewardRequest(query=texts, labels=["demo-0000"] * 4)
+    scored = asyncio.run(engine.reward(request, "default", 50))
+    scores, stats = scored.rewards, scored.stats
     assert scores[0] == scores[1] == scores[2] > 0 and scores[3] == 0.0
     assert stats.unique == 1 and stats.encoded == 1
-    again, stats, _ = asyncio.run(engine.score_queries("default", items, 50))
-    assert again == scores and stats.cache_hits == 1
+    again = asyncio.run(engine.reward(request, "default", 50))
+    assert again.rewards == scores and again.stats.cache_hits == 1

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.cli import SUBCOMMAND_MODULES, build_parser, main
+from service.cli import SUBCOMMANDS, build_parser, main, serve
 from service.config import ConfigError, Settings, load_settings
-from service.engine.limits import Limits, validate_request
+from service.engine.limits import Limits, check_group, validate_request
 from service.errors import InvalidRequest
 from service.schemas import AttributeRequest
 
@@ -52,11 +52,12 @@ def offsets_are_valid(text: str, offsets: list[tuple[int, int]]) -> bool:
 )
 def test_offsets_are_accepted_exactly_when_sorted_disjoint_and_inside(text, offsets):
     request = request_with(text, offsets)
+    validate_request(request, Limits())  # request-wide checks; offsets are a group's
     if offsets_are_valid(text, offsets):
-        validate_request(request, Limits())
+        check_group(0, request.groups[0], Limits())
     else:
         with pytest.raises(InvalidRequest) as info:
-            validate_request(request, Limits())
+            check_group(0, request.groups[0], Limits())
         assert info.value.field.startswith("groups[0].responses[0].token_offsets[")
 
 
@@ -68,7 +69,9 @@ def test_word_offsets_of_any_text_are_valid():
         (0, 0),
         (len(text), len(text)),
     ]
-    validate_request(request_with(text, offsets), Limits())
+    request = request_with(text, offsets)
+    validate_request(request, Limits())
+    check_group(0, request.groups[0], Limits())
 
 
 def test_defaults_fit_stricter_limits_but_explicit_values_do_not():
@@ -175,7 +178,7 @@ def test_cli_parses_serve_and_index_build():
     assert (args.catalog, args.encoder, args.index, args.out) == ("demo", "hash:64", "hnsw", "x")
     with pytest.raises(SystemExit):
         parser.parse_args(["index", "build", "--catalog", "demo", "--index", "lsh", "--out", "x"])
-    assert SUBCOMMAND_MODULES[0] == "service.cli"
+    assert SUBCOMMANDS[0] is serve
 
 
 def test_cli_index_build_writes_an_index(tmp_path, monkeypatch, capsys):
@@ -232,7 +235,7 @@ def test_cpu_threads_setting_caps_torch_and_faiss(monkeypatch) -> None:
     import faiss
     import torch
 
-    from service.api.app import set_cpu_threads
+    from service.engine.services import set_cpu_threads
     from service.config import Settings
 
     monkeypatch.setenv("OSPO_CPU_THREADS", "1")

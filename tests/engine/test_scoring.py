@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.attribution import ndcg_at_k
-from service.engine.scoring import RowScorer
+from service.engine.games.retrieval import RowScorer
 
 IDS = [f"P{i:03d}" for i in range(40)]
 ids_st = st.sampled_from(IDS + ["OUTSIDE1", "OUTSIDE2"])  # labels may name products not indexed

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from service.api.routes.inspect import demo_examples
+from service.retrieval.demo import demo_examples
 from service.cli import main
-from service.credit_view import word_token_offsets
+from service.cli.render import word_token_offsets
 from service.retrieval.demo import build_demo_catalog
 
 QUERY_ID = "demo-0000"

@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.credit_view import (
+from service.cli.render import (
     NEGATIVE_RGB,
     POSITIVE_RGB,
     paint,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service.credit_view import word_token_offsets
+from service.cli.render import word_token_offsets
 
 pytestmark = pytest.mark.browser
 

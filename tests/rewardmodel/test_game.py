@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from service.attribution import estimate, segment
 from service.cache import MemoryScoreCache
+from bench.naive import attribute_naive
 from service.engine import AttributionEngine, EncodeBatcher
 from service.errors import InvalidRequest
 from service.rewardmodel import RewardModelRegistry, RewardModelSpec, UnknownRewardModel
@@ -243,7 +244,9 @@ def test_naive_mode_agrees_and_sends_one_query_per_call(hash_registry, reward_se
     engine = engine_for(hash_registry, server.url)
     batched = run(engine, body_for(estimator="myerson"))
     server.reset()
-    naive = run(engine, body_for(estimator="myerson"), naive=True)
+    naive = asyncio.run(
+        attribute_naive(engine, AttributeRequest.model_validate(body_for(estimator="myerson")))
+    )
     assert set(server.batches) == {1} and len(server.batches) == naive.stats.coalitions
     for a, b in zip(batched.groups[0].responses, naive.groups[0].responses, strict=True):
         assert [s.value for s in a.segments] == pytest.approx([s.value for s in b.segments])

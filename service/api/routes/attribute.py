@@ -2,73 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.api.deps import ServicesDep, StateDep
-from service.api.metrics import ServiceMetrics
-from service.schemas import AttributeRequest, AttributeResponse, ErrorResponse, Stats
+from service.api.deps import ClientGone, ServicesDep, StateDep, client_gone, run_admitted
+from service.api.handlers import ERROR_RESPONSES
+from service.schemas import AttributeRequest, AttributeResponse
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["attribution"])
-
-T = TypeVar("T")
-
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorResponse} for status in (401, 404, 413, 422, 503)
-}
-
-
-class ClientGone(Exception):
-    """The client disconnected before its work finished; the work was cancelled."""
-
-
-async def _disconnected(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-async def run_while_connected(request: Request, work: Coroutine[object, object, T]) -> T:
-    """Await `work`, cancelling it as soon as the client disconnects (ClientGone then)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        watcher.cancel()
-        raise
-    if task.done():
-        watcher.cancel()
-        return task.result()
-    task.cancel()
-    task.add_done_callback(_consume)
-    raise ClientGone()
-
-
-def record(metrics: ServiceMetrics, stats: Stats, cached: bool) -> None:
-    metrics.coalitions.inc(stats.coalitions)
-    if cached:
-        metrics.cache_hits.inc(stats.cache_hits)
-        metrics.cache_misses.inc(stats.unique_queries - stats.cache_hits)
-    metrics.encoded.inc(stats.encoded)
-    for stage, value in stats.timings_ms.model_dump().items():
-        if stage != "total":
-            metrics.stage_latency.labels(stage=stage).observe(value / 1000.0)
 
 
 @router.post(
@@ -81,18 +27,12 @@ async def attribute(
     body: AttributeRequest, request: Request, services: ServicesDep, state: StateDep
 ) -> Response:
     """Coalition rewards, segment values/credit and token advantages (see docs/API.md)."""
-
-    async def admitted() -> AttributeResponse:
-        async with services.admission.slot():
-            return await services.engine.attribute(body)
-
     try:
-        result = await run_while_connected(request, admitted())
+        result = await run_admitted(request, services, lambda: services.engine.attribute(body))
     except ClientGone:
-        logger.info("attribute cancelled: client disconnected")
-        return Response(status_code=499)
+        return client_gone("attribute")
     stats = result.stats
-    record(state.metrics, stats, body.options.cache)
+    state.metrics.record_attribute(stats, body.options.cache)
     timings = stats.timings_ms
     logger.info(
         "attribute groups=%d responses=%d coalitions=%d unique=%d cache_hits=%d encoded=%d "

@@ -11,11 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from service.api.deps import ServicesDep
-from service.api.routes.attribute import ERROR_RESPONSES
-from service.retrieval.catalog import Catalog
+from service.api.handlers import ERROR_RESPONSES
+from service.schemas import DemoQueriesResponse
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ ASSETS = {
     "inspect.js": "text/javascript; charset=utf-8",
 }
 # The paths that carry no data: when API-key auth is on, these may be public so a browser can
-# load the page and then send the key it is given (see BearerAuthMiddleware's PUBLIC_PATHS).
+# load the page and then send the key it is given (see BearerAuthMiddleware).
 PAGE_PATHS = frozenset({PAGE_PATH, f"{PAGE_PATH}/inspect.css", f"{PAGE_PATH}/inspect.js"})
 # Enforces "no external assets": the browser refuses anything not served by this app.
 CONTENT_SECURITY_POLICY = (
@@ -37,20 +36,6 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 MAX_DEMO_QUERIES = 500
-
-
-class DemoQuery(BaseModel):
-    id: str
-    text: str
-    examples: list[str]
-    """Responses to try: for demo catalog queries, from a precise search query to a vague one."""
-
-
-class DemoQueriesResponse(BaseModel):
-    retriever: str
-    catalog: str
-    total: int
-    queries: list[DemoQuery]
 
 
 @cache
@@ -87,32 +72,6 @@ async def inspect_js() -> Response:
     return _asset_response("inspect.js")
 
 
-def demo_examples(catalog: Catalog, query_id: str) -> list[str]:
-    """Example responses for a catalog query. Demo catalog queries carry their target
-    attributes, which give a precise query (every attribute), a partial one inside the
-    <think>/<answer> format a policy emits, the shopper's vague request itself and a query for
-    a related category; other catalogs get the query text alone."""
-    from service.retrieval.demo import CATEGORIES, specific_query
-
-    text = catalog.queries[query_id]
-    attributes = catalog.query_attributes.get(query_id)
-    spec = next((s for s in CATEGORIES if attributes and s.key == attributes.get("category")), None)
-    if attributes is None or spec is None:
-        return [text]
-    precise = specific_query(attributes)
-    partial_keys = ("category", "colour", "material")
-    partial = specific_query({k: v for k, v in attributes.items() if k in partial_keys})
-    examples = [
-        precise,
-        f"<think>The shopper wants {spec.noun}.</think><answer>{partial} for sale</answer>",
-        text,
-    ]
-    related = next((s for s in CATEGORIES if spec.related and s.key == spec.related[0]), None)
-    if related is not None:
-        examples.append(f"{attributes.get('colour', '')} {related.noun}".strip())
-    return examples
-
-
 @router.get(
     "/v1/demo/queries",
     response_model=DemoQueriesResponse,
@@ -125,25 +84,13 @@ async def demo_queries(
 ) -> DemoQueriesResponse:
     """The first `limit` queries (catalog order) of a retriever's catalog, with ids, text and
     example responses: what the inspection page offers in its picker."""
-    catalog = services.engine.retriever(retriever, "retriever").catalog
-    ids = [qid for qid in catalog.query_ids() if qid in catalog.labels][:limit]
-    return DemoQueriesResponse(
-        retriever=retriever,
-        catalog=catalog.name,
-        total=len(catalog.queries),
-        queries=[
-            DemoQuery(id=qid, text=catalog.queries[qid], examples=demo_examples(catalog, qid))
-            for qid in ids
-        ],
-    )
+    catalog, total, queries = services.engine.demo_queries(retriever, limit)
+    return DemoQueriesResponse(retriever=retriever, catalog=catalog, total=total, queries=queries)
 
 
 __all__ = [
     "ASSETS",
     "PAGE_PATHS",
-    "DemoQueriesResponse",
-    "DemoQuery",
-    "demo_examples",
     "read_asset",
     "router",
 ]
