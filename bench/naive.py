@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 
 from service.engine import AttributionEngine, StageTimer, validate_request
-from service.engine.entries import Lane, T
-from service.engine.evaluate import EvaluationStats
+from service.engine.evaluate import Evaluation, EvaluationStats
 from service.engine.plan import plan_request
 from service.schemas import AttributeRequest, AttributeResponse
 
 
-async def attribute_naive(engine: AttributionEngine, request: AttributeRequest) -> AttributeResponse:
+async def attribute_naive(
+    engine: AttributionEngine, request: AttributeRequest
+) -> AttributeResponse:
     """`engine.attribute(request)`, evaluated one coalition per model call."""
     validate_request(request, engine.limits)
     timer = StageTimer()
@@ -23,18 +24,14 @@ async def attribute_naive(engine: AttributionEngine, request: AttributeRequest) 
         plan = plan_request(request, binder, engine.limits, dedupe=False)
     values = np.zeros(plan.entries, dtype=np.float64)
     for lane in plan.lanes:
-        await _evaluate_one_by_one(lane, values, timer)
+        raw = np.zeros(len(lane.items), dtype=np.float64)
+        for i in range(len(lane.items)):
+            scored, _ = await lane.evaluate([i], timer)
+            raw[i] = float(scored[0])
+        if lane.positions:
+            values[np.asarray(lane.positions, dtype=np.int64)] = lane.values(raw)
     stats = EvaluationStats(unique=plan.entries, encoded=plan.entries)
-    return await engine.respond(request, plan, binder, values, stats, timer)
-
-
-async def _evaluate_one_by_one(lane: Lane[T], values: np.ndarray, timer: StageTimer) -> None:
-    raw = np.zeros(len(lane.items), dtype=np.float64)
-    for i in range(len(lane.items)):
-        scored, _ = await lane.evaluate([i], timer)
-        raw[i] = float(scored[0])
-    if lane.positions:
-        values[np.asarray(lane.positions, dtype=np.int64)] = lane.values(raw)
+    return await engine.respond(request, plan, binder, Evaluation(values, stats), timer)
 
 
 __all__ = ["attribute_naive"]

@@ -23,7 +23,23 @@ if TYPE_CHECKING:
     from service.retrieval.registry import RetrieverSpec
     from service.rewardmodel.spec import RewardModelSpec
 
-_SPEC_FIELDS = ("name", "encoder", "catalog", "index_type", "index", "index_dir")
+_SPEC_FIELDS = (
+    "name",
+    "encoder",
+    "catalog",
+    "index_type",
+    "index",
+    "index_dir",
+    "kind",
+    "backend",
+    "remote_url",
+    "remote_model",
+    "remote_batch_size",
+    "remote_timeout_s",
+    "remote_retries",
+    "remote_concurrency",
+    "remote_api_key_env",
+)
 _CATALOG_KINDS = ("esci", "wands", "hm")
 
 
@@ -60,10 +76,15 @@ class Settings(BaseSettings):
 
     max_groups: int = Field(default=64, ge=1)
     max_responses: int = Field(default=64, ge=1)
+    # The attributed query (or the whole attributed text of a reward-model target) ...
     max_text_chars: int = Field(default=8000, ge=1)
-    max_token_offsets: int = Field(default=4096, ge=1)
+    # ... and the whole response, reasoning included: a long reasoning rollout with a short
+    # answer costs no more than its answer, so its bound is much larger.
+    max_response_chars: int = Field(default=64000, ge=1)
+    max_token_offsets: int = Field(default=16384, ge=1)
     max_coalitions_limit: int = Field(default=512, ge=2)
     max_k: int = Field(default=10000, ge=1)
+    max_depth: int = Field(default=10000, ge=1)
     max_shapley_segments: int = Field(default=12, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 

@@ -11,11 +11,25 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Offset = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
 
 Segmenter = Literal["phrase", "sentence", "word"]
-Estimator = Literal["owen", "myerson", "shapley"]
+Estimator = Literal["owen", "owen-sum", "myerson", "shapley"]
 Redistribution = Literal["prop", "rank", "uniform"]
 Baseline = Literal["group_norm", "dr_grpo", "rloo"]
 Sampler = Literal["contiguous", "random"]
 Outside = Literal["advantage", "zero"]
+Credit = Literal["positive", "minmax"]
+Negative = Literal["same", "inverse"]
+ErrorScope = Literal["request", "group"]
+# A tag name as extract_query accepts it (letters, digits, "_" and "-"; not "think").
+QueryTag = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")]
+
+
+def _omitted_when_none(value: object) -> bool:
+    return value is None
+
+
+# Optional response fields that are left out of the JSON when absent; fields without this
+# marker (a segment's `value`) are written as null.
+Omitted = Field(default=None, exclude_if=_omitted_when_none)
 
 
 class _Model(BaseModel):
@@ -77,7 +91,7 @@ class Options(_Model):
     estimator: Estimator = "owen"
     redistribution: Redistribution = "prop"
     baseline: Baseline = "group_norm"
-    clip: FiniteFloat | None = 2.0
+    clip: FiniteFloat | None = None
     seed: int = 0
     cache: bool = True
     explain: bool = False
@@ -86,6 +100,11 @@ class Options(_Model):
     # the query tokens carry T·Â instead of every outside token keeping Â.
     sampler: Sampler = "contiguous"
     outside: Outside = "advantage"
+    credit: Credit = "positive"
+    negative: Negative = "same"
+    query_tag: QueryTag = "answer"
+    errors: ErrorScope = "request"
+    depth: int = 1000
 
 
 class AttributeRequest(_Model):
@@ -97,7 +116,8 @@ class SegmentOut(BaseModel):
     start: int
     end: int
     text: str
-    value: float
+    # null: unmeasured (the plan evaluated no coalition pair for this segment).
+    value: float | None
     credit: float
 
 
@@ -111,13 +131,23 @@ class ResponseOut(BaseModel):
     reward: float
     advantage: float
     segments: list[SegmentOut]
-    token_advantages: list[float] | None = None
-    coalitions: list[CoalitionOut] | None = None
+    # Whether the token advantages were spread by segment credit (false: every token got Â).
+    redistributed: bool = False
+    token_advantages: list[float] | None = Omitted
+    coalitions: list[CoalitionOut] | None = Omitted
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
 
 
 class GroupOut(BaseModel):
-    id: str | None = None
+    id: str | None = Omitted
     responses: list[ResponseOut]
+    # With options.errors = "group": why this group was not scored (responses is empty).
+    error: ErrorBody | None = Omitted
 
 
 class Timings(BaseModel):
@@ -136,6 +166,7 @@ class Stats(BaseModel):
     cache_hits: int
     encoded: int
     timings_ms: Timings
+    group_errors: int = 0
 
 
 class RewardModelInfo(BaseModel):
@@ -149,13 +180,16 @@ class ModelInfo(BaseModel):
     retriever: str
     encoder: str
     index_version: str
-    reward_models: list[RewardModelInfo] | None = None
+    reward_models: list[RewardModelInfo] | None = Omitted
 
 
 class AttributeResponse(BaseModel):
     groups: list[GroupOut]
     stats: Stats
     model: ModelInfo
+    # The bound token advantages were clipped to (options.clip x std of the request's Â);
+    # present only when clipping was asked for.
+    clip_bound: float | None = Omitted
 
 
 class RewardRequest(BaseModel):
@@ -220,12 +254,6 @@ class CacheStatus(BaseModel):
 class ReadyResponse(BaseModel):
     status: Literal["ready", "loading", "failed"]
     cache: CacheStatus | None = None
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
 
 
 class ErrorResponse(BaseModel):

@@ -79,8 +79,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from service.logs import configure_logging
     from experiments.train.loop import TrainConfig, train
+    from service.logs import configure_logging
 
     configure_logging(os.environ.get("OSPO_LOG_LEVEL", "INFO"))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the bar

@@ -53,6 +53,12 @@ class ServiceMetrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        self.group_errors = Counter(
+            "ospo_group_errors",
+            "Groups answered with an error (options.errors = group), by error code",
+            ["code"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "ospo_redis_errors", "Redis errors (served from the LRU)", registry=r
         )

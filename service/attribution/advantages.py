@@ -200,16 +200,20 @@ def redistribute_uniform(n_tokens: int, advantage: float) -> np.ndarray:
     return np.full(int(n_tokens), float(advantage))
 
 
-def clip_advantages(a: ArrayLike, clip: float | None, advantages_of_batch: ArrayLike) -> np.ndarray:
-    """Clamp token advantages to ±clip·std(Â) (ddof=0 over every response advantage of the
-    batch); clip None leaves them as they are."""
-    values = np.asarray(a, dtype=np.float64)
-    if clip is None:
-        return values.copy()
+def clip_bound(clip: float, advantages_of_batch: ArrayLike) -> float:
+    """clip·std(Â), the std (ddof=0) over every response advantage of the batch (0 for none)."""
     if clip <= 0:
         raise AttributionError(f"clip must be > 0 or None, got {clip}")
     batch = np.asarray(advantages_of_batch, dtype=np.float64).reshape(-1)
-    bound = clip * float(batch.std()) if batch.size else 0.0
+    return clip * float(batch.std()) if batch.size else 0.0
+
+
+def clip_advantages(a: ArrayLike, clip: float | None, advantages_of_batch: ArrayLike) -> np.ndarray:
+    """Clamp token advantages to ±clip_bound(clip, batch); clip None leaves them as they are."""
+    values = np.asarray(a, dtype=np.float64)
+    if clip is None:
+        return values.copy()
+    bound = clip_bound(clip, advantages_of_batch)
     result: np.ndarray = np.clip(values, -bound, bound)
     return result
 

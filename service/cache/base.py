@@ -1,8 +1,8 @@
 """The score-cache interface and its key scheme.
 
 A cached value is the retrieval score (e.g. NDCG@k) of one partial query under one retriever
-configuration. Everything that can change that score is part of the key, so a stale index or a
-different `k` can never answer for another.
+configuration. Everything that can change that score is part of the key, so a stale index, a
+different `k` or search depth can never answer for another.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def cache_key(
     target: str,
     pool: str,
     query: str,
+    depth: int = 0,
 ) -> str:
     """The cache key of one partial-query score: "ospo:v1:" + sha256 hex.
 
@@ -30,7 +31,8 @@ def cache_key(
     neighbour ("ab" + "c" and "a" + "bc" give different keys).
     """
     digest = hashlib.sha256()
-    for field in (retriever, encoder, index_version, str(int(k)), target, pool, query):
+    fields = (retriever, encoder, index_version, str(int(k)), str(int(depth)), target, pool, query)
+    for field in fields:
         data = field.encode("utf-8", "surrogatepass")
         digest.update(b"%d:" % len(data))
         digest.update(data)

@@ -165,7 +165,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--url", help="a running server (default: in-process on the demo catalog)")
     parser.add_argument("--api-key", help="bearer key for --url (default: env OSPO_API_KEY)")
     parser.add_argument("--retriever", default="default", metavar="NAME", help="retriever name")
-    parser.add_argument("--estimator", choices=("owen", "myerson", "shapley"), default=None)
+    parser.add_argument(
+        "--estimator", choices=("owen", "owen-sum", "myerson", "shapley"), default=None
+    )
     parser.add_argument("--segmenter", choices=("phrase", "sentence", "word"), default=None)
     parser.add_argument("--top", type=int, default=5, help="top products to list (0: none)")
     parser.add_argument("--explain", action="store_true", help="also list evaluated coalitions")

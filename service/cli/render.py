@@ -84,7 +84,7 @@ class SegmentRow:
 
     index: int
     text: str
-    value: float
+    value: float | None  # None: unmeasured (no evaluated coalition pair)
     credit: float
     token_min: float | None
     token_max: float | None
@@ -110,7 +110,7 @@ def segment_rows(
             SegmentRow(
                 index=index,
                 text=str(segment["text"]),
-                value=float(segment["value"]),
+                value=None if segment.get("value") is None else float(segment["value"]),
                 credit=float(segment["credit"]),
                 token_min=min(inside) if inside else None,
                 token_max=max(inside) if inside else None,
@@ -129,7 +129,12 @@ def query_span(response: Mapping[str, Any]) -> Span | None:
 
 def value_scale(responses: Sequence[Mapping[str, Any]]) -> float:
     """The largest |Owen value| over a group, so shades compare across its responses."""
-    values = [abs(float(s["value"])) for r in responses for s in r.get("segments", [])]
+    values = [
+        abs(float(s["value"]))
+        for r in responses
+        for s in r.get("segments", [])
+        if s.get("value") is not None
+    ]
     return max(values, default=0.0)
 
 
@@ -144,7 +149,9 @@ def render_query(text: str, response: Mapping[str, Any], *, color: bool, scale: 
         start, end = int(segment["start"]), int(segment["end"])
         pieces.append(text[cursor:start])
         piece = text[start:end]
-        pieces.append(paint(piece, float(segment["value"]), scale) if color else f"[{piece}]")
+        value = segment.get("value")
+        shaded = paint(piece, float(value), scale) if value is not None else piece
+        pieces.append(shaded if color else f"[{piece}]")
         cursor = end
     return "".join(pieces)
 
@@ -166,6 +173,8 @@ def _range(row: SegmentRow) -> str:
 
 
 TABLE_HEADERS = ("#", "segment", "owen value", "credit", "token advantage")
+UNMEASURED = "unmeasured"
+"""What the value column says for a segment the coalition plan could not measure."""
 
 
 def render_table(rows: Sequence[SegmentRow]) -> str:
@@ -173,7 +182,13 @@ def render_table(rows: Sequence[SegmentRow]) -> str:
     texts = [_clip(row.text, SEGMENT_WIDTH) for row in rows]
     width = max([len(TABLE_HEADERS[1]), *map(len, texts)])
     cells = [
-        (str(row.index), text, signed(row.value), f"{100.0 * row.credit:.2f}%", _range(row))
+        (
+            str(row.index),
+            text,
+            UNMEASURED if row.value is None else signed(row.value),
+            f"{100.0 * row.credit:.2f}%",
+            _range(row),
+        )
         for row, text in zip(rows, texts, strict=True)
     ]
     widths = [max(len(TABLE_HEADERS[c]), *(len(cell[c]) for cell in cells)) for c in range(5)]

@@ -1,62 +1,92 @@
 """Assembly: request plans + coalition values -> the response schemas.
 
-Per response: its coalition value table, the segment values (estimator), the reward; per
-group: the group advantages (baseline); per response again: segment credit, token
-advantages (redistribution, token mapping, clipping) and, with `explain`, the evaluated
-coalitions. Pure: numpy and the attribution core, no I/O.
+Per response: its coalition value table, the segment values φ (estimator; NaN = unmeasured,
+sent as null), the reward; per group: the group advantages (baseline); per response again:
+segment credit φ̃ (credit rule, and the `negative` mode for Â < 0), token advantages
+(redistribution, token mapping) and, with `explain`, the evaluated coalitions. Clipping
+(asked for with options.clip) bounds only redistributed token advantages, at
+clip·std(Â over the request's scored responses). Groups that could not be scored carry their
+error and no responses. Pure: numpy and the attribution core, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from service.attribution import (
-    clip_advantages,
-    estimate,
+    clip_bound,
     group_advantages,
+    query_token_mask,
     redistribute_uniform,
     segment_credit,
+    segment_values,
     token_advantages,
 )
 from service.engine.plan import GroupPlan, ResponsePlan
-from service.schemas import CoalitionOut, GroupOut, Options, ResponseOut, SegmentOut
+from service.errors import OspoError
+from service.schemas import (
+    CoalitionOut,
+    ErrorBody,
+    GroupOut,
+    Options,
+    ResponseOut,
+    SegmentOut,
+)
+
+
+@dataclass(frozen=True)
+class Assembled:
+    groups: list[GroupOut]
+    clip_bound: float | None  # None: clipping was not asked for
 
 
 def assemble_groups(
-    plans: Sequence[GroupPlan], values: np.ndarray, options: Options
-) -> list[GroupOut]:
-    """The `groups` of the response, in request order."""
-    per_group: list[tuple[list[np.ndarray], np.ndarray, list[float]]] = []
-    all_advantages: list[float] = []
-    for plan in plans:
+    plans: Sequence[GroupPlan],
+    values: np.ndarray,
+    options: Options,
+    failed: Mapping[str, OspoError] | None = None,
+) -> Assembled:
+    """The `groups` of the response, in request order, and the clipping bound used."""
+    failed = failed or {}
+    errors = [plan.error or failed.get(plan.lane) for plan in plans]
+    scored: dict[int, tuple[list[np.ndarray], np.ndarray, list[float]]] = {}
+    for g, (plan, error) in enumerate(zip(plans, errors, strict=True)):
+        if error is not None:
+            continue
         phis: list[np.ndarray] = []
         rewards: list[float] = []
         for response in plan.responses:
             phi, reward = response_values(response, values, options.estimator)
             phis.append(phi)
             rewards.append(reward)
-        advantages = group_advantages(rewards, options.baseline)
-        all_advantages.extend(float(a) for a in advantages)
-        per_group.append((phis, advantages, rewards))
-    batch = np.asarray(all_advantages, dtype=np.float64)
+        scored[g] = (phis, group_advantages(rewards, options.baseline), rewards)
+    batch = np.concatenate([a for _, a, _ in scored.values()]) if scored else np.zeros(0)
+    bound = None if options.clip is None else clip_bound(options.clip, batch)
     groups: list[GroupOut] = []
-    for plan, (phis, advantages, rewards) in zip(plans, per_group, strict=True):
+    for g, (plan, error) in enumerate(zip(plans, errors, strict=True)):
+        if error is not None:
+            body = ErrorBody(code=error.code, message=error.message, field=error.field)
+            groups.append(GroupOut(id=plan.id, responses=[], error=body))
+            continue
+        phis, advantages, rewards = scored[g]
         outputs = [
-            response_out(response, phi, float(advantage), reward, values, batch, options)
+            response_out(response, phi, float(advantage), reward, values, bound, options)
             for response, phi, advantage, reward in zip(
                 plan.responses, phis, advantages, rewards, strict=True
             )
         ]
         groups.append(GroupOut(id=plan.id, responses=outputs))
-    return groups
+    return Assembled(groups, bound)
 
 
 def response_values(
     response: ResponsePlan, values: np.ndarray, estimator: str
 ) -> tuple[np.ndarray, float]:
-    """Segment values φ and the reward of one response."""
+    """Segment values φ (NaN = unmeasured) and the reward of one response."""
     n = len(response.spans)
     table: dict[frozenset[int], float] = {frozenset(): 0.0}
     for members, entry in zip(response.coalitions, response.entries, strict=True):
@@ -64,18 +94,10 @@ def response_values(
             table[members] = float(values[entry])
     full = frozenset(range(n))
     reward = response.reward if response.reward is not None else table.get(full, 0.0)
-    # The estimators take v(∅) = 0: a game with a real v(∅) (a reward model's score of
-    # the empty response) is measured from it, so Σφ = v(N) - v(∅) (myerson, shapley).
-    empty = table[frozenset()]
-    if empty != 0.0:
-        table = {members: value - empty for members, value in table.items()}
-    if n >= 2:
-        phi = estimate(estimator, n, table)
-    elif n == 1:
-        phi = np.asarray([table.get(full, reward - empty)], dtype=np.float64)
-    else:
-        phi = np.zeros(0, dtype=np.float64)
-    return np.asarray(phi, dtype=np.float64), float(reward)
+    if n == 1 and full not in table:
+        # One segment and the trainer's own reward: that segment carries the whole reward.
+        table[full] = reward
+    return segment_values(estimator, n, table), float(reward)
 
 
 def response_out(
@@ -84,35 +106,46 @@ def response_out(
     advantage: float,
     reward: float,
     values: np.ndarray,
-    batch: np.ndarray,
+    bound: float | None,
     options: Options,
 ) -> ResponseOut:
-    credit = segment_credit(phi) if phi.size else np.zeros(0)
+    credit = (
+        segment_credit(phi, rule=options.credit, advantage=advantage, negative=options.negative)
+        if phi.size
+        else np.zeros(0)
+    )
     segments = [
         SegmentOut(
             start=start,
             end=end,
             text=response.text[start:end],
-            value=float(phi[i]),
+            value=None if math.isnan(phi[i]) else float(phi[i]),
             credit=float(credit[i]),
         )
         for i, (start, end) in enumerate(response.spans)
     ]
+    redistributed = len(response.spans) >= 2 and options.redistribution != "uniform"
     token_values: list[float] | None = None
-    if response.token_offsets is not None:
-        if len(response.spans) >= 2 and options.redistribution != "uniform":
+    offsets = response.token_offsets
+    if offsets is not None:
+        if redistributed and bool(query_token_mask(offsets, response.query_span).any()):
             raw = token_advantages(
                 segment_spans=response.spans,
                 phi=phi,
-                token_offsets=response.token_offsets,
+                token_offsets=offsets,
                 query_span=response.query_span,
                 advantage=advantage,
                 redistribution=options.redistribution,
                 outside=options.outside,
+                credit=options.credit,
+                negative=options.negative,
             )
+            if bound is not None:
+                raw = np.clip(raw, -bound, bound)
         else:
-            raw = redistribute_uniform(len(response.token_offsets), advantage)
-        token_values = [float(x) for x in clip_advantages(raw, options.clip, batch)]
+            redistributed = False
+            raw = redistribute_uniform(len(offsets), advantage)
+        token_values = [float(x) for x in raw]
     coalitions: list[CoalitionOut] | None = None
     if options.explain:
         coalitions = [
@@ -129,9 +162,10 @@ def response_out(
         reward=reward,
         advantage=advantage,
         segments=segments,
+        redistributed=redistributed,
         token_advantages=token_values,
         coalitions=coalitions,
     )
 
 
-__all__ = ["assemble_groups", "response_out", "response_values"]
+__all__ = ["Assembled", "assemble_groups", "response_out", "response_values"]

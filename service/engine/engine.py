@@ -12,14 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from service.attribution import AttributionError, extract_query
 from service.cache import ScoreCache
 from service.engine.assemble import assemble_groups
 from service.engine.batcher import EncodeBatcher
 from service.engine.entries import AnyLane, Bound, EntryCounter, GroupBinding, Lane
-from service.engine.evaluate import EvaluationStats, evaluate
+from service.engine.evaluate import Evaluation, EvaluationStats, evaluate
 from service.engine.games.retrieval import (
     RetrievalGame,
     RowScorer,
@@ -29,6 +27,7 @@ from service.engine.games.retrieval import (
 from service.engine.games.reward_model import RewardModelGame
 from service.engine.limits import (
     Limits,
+    check_query,
     check_reward_batch,
     check_reward_text,
     check_search,
@@ -103,62 +102,81 @@ class AttributionEngine:
         with timer.stage("segment"), refused_as_invalid():
             plan = await run_sync(plan_request, request, binder, self.limits)
         use_cache = request.options.cache and self.cache is not None
-        values, stats = await evaluate(
-            plan.lanes, plan.entries, self.cache if use_cache else None, timer
+        evaluation = await evaluate(
+            plan.lanes,
+            plan.entries,
+            self.cache if use_cache else None,
+            timer,
+            tolerate_failures=request.options.errors == "group",
         )
-        return await self.respond(request, plan, binder, values, stats, timer)
+        return await self.respond(request, plan, binder, evaluation, timer)
 
     async def respond(
         self,
         request: AttributeRequest,
         plan: RequestPlan,
         binder: RequestBinder,
-        values: np.ndarray,
-        stats: EvaluationStats,
+        evaluation: Evaluation,
         timer: StageTimer,
     ) -> AttributeResponse:
         """Assemble the response from the evaluated entry values (the naive benchmark
         evaluates its own way, then calls this)."""
+        stats = evaluation.stats
         stats.evaluated = sum(
             1 for g in plan.groups for r in g.responses for e in r.entries if e >= 0
         )
         with timer.stage("attribute"), refused_as_invalid():
-            groups = await run_sync(assemble_groups, plan.groups, values, request.options)
+            assembled = await run_sync(
+                assemble_groups, plan.groups, evaluation.values, request.options, evaluation.failed
+            )
         return AttributeResponse(
-            groups=groups,
+            groups=assembled.groups,
             stats=Stats(
                 coalitions=stats.evaluated,
                 unique_queries=stats.unique,
                 cache_hits=stats.cache_hits,
                 encoded=stats.encoded,
                 timings_ms=Timings(**timer.as_ms()),
+                group_errors=sum(1 for group in assembled.groups if group.error is not None),
             ),
             model=binder.model_info(),
+            clip_bound=assembled.clip_bound,
         )
 
-    async def reward(self, request: RewardRequest, retriever_name: str, k: int) -> Scored:
-        """POST /reward: NDCG@k of each response's search query (same dedupe, cache and
-        batching as /attribute). Labels follow the one label grammar (`parse_label`)."""
+    async def reward(
+        self,
+        request: RewardRequest,
+        retriever_name: str,
+        k: int,
+        *,
+        depth: int = 1000,
+        query_tag: str = "answer",
+    ) -> Scored:
+        """POST /reward: NDCG@k of each response's search query (same extraction, dedupe,
+        cache and batching as /attribute). Labels follow the one label grammar."""
         count = len(request.query)
         prompts_count = None if request.prompts is None else len(request.prompts)
         labels_count = None if request.labels is None else len(request.labels)
-        check_reward_batch(count, prompts_count, labels_count, k, self.limits)
+        check_reward_batch(count, prompts_count, labels_count, k, depth, self.limits)
         retriever = self.retriever(retriever_name, "retriever")
         prompts: Sequence[str | None] = request.prompts or [None] * count
         labels: Sequence[object] = request.labels or [None] * count
         timer = StageTimer()
         counter = EntryCounter()
-        lane: Lane[ScoringTarget] = Lane(self.retrieval_game(retriever, k))
+        lane: Lane[ScoringTarget] = Lane(self.retrieval_game(retriever, k, depth))
         positions: list[int] = []
-        for i, (query, prompt) in enumerate(zip(request.query, prompts, strict=True)):
-            text = response_text(query, prompt)
-            check_reward_text(i, text, self.limits)
-            start, end = extract_query(text)
-            target = self.scoring_target(retriever, labels[i], f"labels[{i}]")
-            positions.append(lane.add(counter, target, text[start:end]) if end > start else -1)
-        values, stats = await evaluate([lane], counter.size, self.cache, timer)
+        with refused_as_invalid():
+            for i, (query, prompt) in enumerate(zip(request.query, prompts, strict=True)):
+                text = response_text(query, prompt)
+                check_reward_text(i, text, self.limits)
+                start, end = extract_query(text, None, query_tag)
+                check_query(end - start, self.limits, f"query[{i}]")
+                target = self.scoring_target(retriever, labels[i], f"labels[{i}]")
+                positions.append(lane.add(counter, target, text[start:end]) if end > start else -1)
+        evaluation = await evaluate([lane], counter.size, self.cache, timer)
+        stats = evaluation.stats
         stats.evaluated = sum(1 for p in positions if p >= 0)
-        rewards = [float(values[p]) if p >= 0 else 0.0 for p in positions]
+        rewards = [float(evaluation.values[p]) if p >= 0 else 0.0 for p in positions]
         return Scored(rewards, stats, timer.total_s() * 1000.0)
 
     async def search(self, retriever_name: str, query: str, k: int) -> list[tuple[str, str, float]]:
@@ -267,10 +285,11 @@ class AttributionEngine:
 
     # ---------------------------------------------------------------- games
 
-    def retrieval_game(self, retriever: Retriever, k: int) -> RetrievalGame:
+    def retrieval_game(self, retriever: Retriever, k: int, depth: int) -> RetrievalGame:
         return RetrievalGame(
             retriever,
             k,
+            depth,
             batcher=self.batcher,
             encode_batch_size=self.encode_batch_size,
             scorer=self._scorer(retriever),
@@ -301,22 +320,35 @@ class RequestBinder:
         self._reward_models: list[RewardModel] = []
         self._order: list[AnyLane] = []
 
+    def prepare(self, request: AttributeRequest) -> None:
+        """Resolve the request's retriever up front when a group needs it: an unknown
+        options.retriever fails the whole request, whatever options.errors says."""
+        if any(group.target.reward_model is None for group in request.groups):
+            self._retrieval_lane()
+
+    def _retrieval_lane(self) -> Lane[ScoringTarget]:
+        if self._retrieval is None:
+            self._retriever = self._engine.retriever(self._options.retriever, "options.retriever")
+            game = self._engine.retrieval_game(
+                self._retriever, self._options.k, self._options.depth
+            )
+            self._retrieval = Lane(game)
+            self._order.append(self._retrieval)
+        return self._retrieval
+
     def bind(self, g: int, group: GroupIn) -> GroupBinding:
         target = group.target
         if target.reward_model is not None:
             model = self._engine.reward_model(
                 target.reward_model, f"groups[{g}].target.reward_model"
             )
-            lane = self._reward_lanes.get(model.name)
-            if lane is None:
-                lane = self._reward_lanes[model.name] = Lane(RewardModelGame(model))
+            reward_lane = self._reward_lanes.get(model.name)
+            if reward_lane is None:
+                reward_lane = self._reward_lanes[model.name] = Lane(RewardModelGame(model))
                 self._reward_models.append(model)
-                self._order.append(lane)
-            return Bound(lane, RewardTarget.build(group.prompt or "", target.label))
-        if self._retrieval is None:
-            self._retriever = self._engine.retriever(self._options.retriever, "options.retriever")
-            self._retrieval = Lane(self._engine.retrieval_game(self._retriever, self._options.k))
-            self._order.append(self._retrieval)
+                self._order.append(reward_lane)
+            return Bound(reward_lane, RewardTarget.build(group.prompt or "", target.label))
+        lane = self._retrieval_lane()
         assert self._retriever is not None
         if target.query_id is not None:
             labels: Mapping[str, float] = self._engine.resolve_labels(
@@ -324,7 +356,7 @@ class RequestBinder:
             )
         else:
             labels = dict(target.relevant or {})
-        return Bound(self._retrieval, ScoringTarget.build(labels, group.pool))
+        return Bound(lane, ScoringTarget.build(labels, group.pool))
 
     def lanes(self) -> list[AnyLane]:
         return list(self._order)

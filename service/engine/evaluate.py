@@ -3,13 +3,15 @@
 One cache round trip for every lane's keys, each game's misses in one evaluation (one
 batched encode + search for retrieval, one scoring call for a reward model), one cache write
 of the new scores, then each game's raw -> value mapping. Results never depend on where a
-score came from.
+score came from. With `tolerate_failures` (options.errors = "group"), a game that fails (a
+reward model answering 502/504) fails only the groups it scores: its lane is reported in
+`Evaluation.failed` and nothing of it is cached.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,6 +19,7 @@ from service.cache import ScoreCache
 from service.engine.entries import AnyLane
 from service.engine.threads import run_sync
 from service.engine.timing import StageTimer
+from service.errors import OspoError
 
 
 @dataclass
@@ -27,14 +30,27 @@ class EvaluationStats:
     evaluated: int = 0
 
 
+@dataclass
+class Evaluation:
+    values: np.ndarray  # value of every entry (NaN for the entries of a failed lane)
+    stats: EvaluationStats
+    failed: dict[str, OspoError] = field(default_factory=dict)  # lane -> why it failed
+
+
 async def evaluate(
-    lanes: Sequence[AnyLane], size: int, cache: ScoreCache | None, timer: StageTimer
-) -> tuple[np.ndarray, EvaluationStats]:
+    lanes: Sequence[AnyLane],
+    size: int,
+    cache: ScoreCache | None,
+    timer: StageTimer,
+    *,
+    tolerate_failures: bool = False,
+) -> Evaluation:
     """Values of entries 0..size-1 of `lanes` (cache None: evaluate everything)."""
     stats = EvaluationStats(unique=size)
     raw = np.zeros(size, dtype=np.float64)
+    failed: dict[str, OspoError] = {}
     if not size:
-        return raw, stats
+        return Evaluation(raw, stats, failed)
     keys: list[str] = [""] * size
     missing = np.ones(size, dtype=bool)
     if cache is not None:
@@ -51,23 +67,29 @@ async def evaluate(
         todo = [i for i, position in enumerate(lane.positions) if missing[position]]
         if not todo:
             continue
-        scored, evaluated = await lane.evaluate(todo, timer)
+        try:
+            scored, evaluated = await lane.evaluate(todo, timer)
+        except OspoError as exc:
+            if not tolerate_failures:
+                raise
+            failed[lane.game.lane] = exc
+            raw[np.asarray(lane.positions, dtype=np.int64)] = np.nan
+            continue
         stats.encoded += evaluated
         for i, value in zip(todo, scored.tolist(), strict=True):
-            raw[lane.positions[i]] = value
-        if cache is not None:
-            for position in lane.positions:
-                if missing[position]:
-                    fresh[keys[position]] = float(raw[position])
+            position = lane.positions[i]
+            raw[position] = value
+            if cache is not None:
+                fresh[keys[position]] = float(value)
     if cache is not None and fresh:
         with timer.stage("cache"):
             await run_sync(cache.set_many, fresh)
     values = raw.copy()
     for lane in lanes:
         positions = np.asarray(lane.positions, dtype=np.int64)
-        if positions.size:
+        if positions.size and lane.game.lane not in failed:
             values[positions] = lane.values(raw[positions])
-    return values, stats
+    return Evaluation(values, stats, failed)
 
 
 def _cache_keys(lanes: Sequence[AnyLane], size: int) -> list[str]:
@@ -78,4 +100,4 @@ def _cache_keys(lanes: Sequence[AnyLane], size: int) -> list[str]:
     return keys
 
 
-__all__ = ["EvaluationStats", "evaluate"]
+__all__ = ["Evaluation", "EvaluationStats", "evaluate"]

@@ -20,9 +20,11 @@ class Limits:
     max_groups: int = 64
     max_responses: int = 64
     max_text_chars: int = 8000
-    max_token_offsets: int = 4096
+    max_response_chars: int = 64000
+    max_token_offsets: int = 16384
     max_coalitions_limit: int = 512
     max_k: int = 10000
+    max_depth: int = 10000
     max_shapley_segments: int = 12
 
     @classmethod
@@ -31,9 +33,11 @@ class Limits:
             max_groups=settings.max_groups,
             max_responses=settings.max_responses,
             max_text_chars=settings.max_text_chars,
+            max_response_chars=settings.max_response_chars,
             max_token_offsets=settings.max_token_offsets,
             max_coalitions_limit=settings.max_coalitions_limit,
             max_k=settings.max_k,
+            max_depth=settings.max_depth,
             max_shapley_segments=settings.max_shapley_segments,
         )
 
@@ -45,10 +49,13 @@ def fit_defaults(options: Options, limits: Limits) -> None:
         options.k = min(options.k, limits.max_k)
     if "max_coalitions" not in options.model_fields_set:
         options.max_coalitions = min(options.max_coalitions, limits.max_coalitions_limit)
+    if "depth" not in options.model_fields_set:
+        options.depth = min(options.depth, limits.max_depth)
 
 
 def validate_options(options: Options, limits: Limits) -> None:
     check_k(options.k, limits, "options.k")
+    check_depth(options.depth, limits, "options.depth")
     if not 2 <= options.max_coalitions <= limits.max_coalitions_limit:
         raise InvalidRequest(
             f"options.max_coalitions is {options.max_coalitions}; it must be between 2 and "
@@ -144,10 +151,10 @@ def check_group(g: int, group: GroupIn, limits: Limits) -> None:
     for r, response in enumerate(group.responses):
         rfield = f"{gfield}.responses[{r}]"
         length = len(response.text)
-        if length > limits.max_text_chars:
+        if length > limits.max_response_chars:
             raise InvalidRequest(
-                f"{rfield}.text has {length} characters; the limit is max_text_chars="
-                f"{limits.max_text_chars}",
+                f"{rfield}.text has {length} characters; the limit is max_response_chars="
+                f"{limits.max_response_chars}",
                 field=f"{rfield}.text",
             )
         if response.span is not None:
@@ -174,16 +181,27 @@ def check_reward_model_group(g: int, group: GroupIn, limits: Limits) -> None:
             'scores prompt + response (send "" for a model that needs no prompt)',
             field=f"{gfield}.prompt",
         )
-    if len(group.prompt) > limits.max_text_chars:
+    if len(group.prompt) > limits.max_response_chars:
         raise InvalidRequest(
             f"{gfield}.prompt has {len(group.prompt)} characters; the limit is "
-            f"max_text_chars={limits.max_text_chars}",
+            f"max_response_chars={limits.max_response_chars}",
             field=f"{gfield}.prompt",
         )
     if group.pool is not None:
         raise InvalidRequest(
             f"{gfield}.pool applies to retrieval targets only; omit it with a reward_model target",
             field=f"{gfield}.pool",
+        )
+
+
+def check_query(length: int, limits: Limits, field: str) -> None:
+    """The attributed text (the extracted query, or a reward-model target's span) is what the
+    games score: bounded by max_text_chars, whatever the response's reasoning adds."""
+    if length > limits.max_text_chars:
+        raise InvalidRequest(
+            f"{field} has an attributed query of {length} characters; the limit is "
+            f"max_text_chars={limits.max_text_chars}",
+            field=field,
         )
 
 
@@ -204,8 +222,16 @@ def check_k(k: int, limits: Limits, field: str = "k") -> None:
         )
 
 
+def check_depth(depth: int, limits: Limits, field: str = "depth") -> None:
+    if not 1 <= depth <= limits.max_depth:
+        raise InvalidRequest(
+            f"{field} is {depth}; it must be between 1 and max_depth={limits.max_depth}",
+            field=field,
+        )
+
+
 def check_reward_batch(
-    count: int, prompts: int | None, labels: int | None, k: int, limits: Limits
+    count: int, prompts: int | None, labels: int | None, k: int, depth: int, limits: Limits
 ) -> None:
     """POST /reward: one entry per query, at most max_groups x max_responses of them."""
     limit = limits.max_groups * limits.max_responses
@@ -214,16 +240,17 @@ def check_reward_batch(
     if count > limit:
         raise InvalidRequest(f"query has {count} entries; the limit is {limit}", field="query")
     check_k(k, limits)
+    check_depth(depth, limits)
     for name, size in (("prompts", prompts), ("labels", labels)):
         if size is not None and size != count:
             raise InvalidRequest(f"{name} has {size} entries for {count} queries", field=name)
 
 
 def check_reward_text(i: int, text: str, limits: Limits) -> None:
-    if len(text) > limits.max_text_chars:
+    if len(text) > limits.max_response_chars:
         raise InvalidRequest(
             f"query[{i}] has a {len(text)}-character response; the limit is "
-            f"max_text_chars={limits.max_text_chars}",
+            f"max_response_chars={limits.max_response_chars}",
             field=f"query[{i}]",
         )
 
@@ -243,7 +270,9 @@ def check_search(q: str, k: int, limits: Limits) -> None:
 __all__ = [
     "Limits",
     "check_group",
+    "check_depth",
     "check_k",
+    "check_query",
     "check_reward_batch",
     "check_reward_model_group",
     "check_reward_text",

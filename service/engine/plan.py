@@ -6,6 +6,11 @@ estimator needs (seeded by the request seed and the query text), and build each 
 partial text. Entries are deduplicated across the whole request, per game ("lane"), so every
 distinct partial text is scored once. Nothing here does I/O: games are only named, not
 called.
+
+With `options.errors = "group"`, a group that cannot be planned (an unknown query id or
+reward model, a per-group limit) becomes a GroupPlan carrying its error and no responses, and
+registers no entries; the other groups are planned as usual. Request-wide problems (options,
+the retriever) always fail the request.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from service.attribution import (
+    AttributionError,
     TooManyCoalitionsError,
     coalition_plan,
     coalition_seed,
@@ -25,9 +31,9 @@ from service.attribution import (
 )
 from service.engine.entries import AnyLane, EntryCounter, GroupBinding
 from service.engine.games.base import REWARD_MODEL, Game
-from service.engine.limits import Limits, check_group, check_segments
+from service.engine.limits import Limits, check_group, check_query, check_segments
 from service.engine.targets import RewardTarget, ScoringTarget
-from service.errors import TooManyCoalitions
+from service.errors import InvalidRequest, OspoError, TooManyCoalitions
 from service.schemas import AttributeRequest, GroupIn, Options, ResponseIn
 
 Span = tuple[int, int]
@@ -37,6 +43,10 @@ REWARD_MODEL_SEGMENTER = "sentence"
 
 class Binder(Protocol):
     """Resolves each group's target and game (the engine's lookups); request-scoped."""
+
+    def prepare(self, request: AttributeRequest) -> None:
+        """Request-wide lookups (e.g. options.retriever); their errors fail the request."""
+        ...
 
     def bind(self, g: int, group: GroupIn) -> GroupBinding: ...
 
@@ -59,6 +69,8 @@ class ResponsePlan:
 class GroupPlan:
     id: str | None
     responses: list[ResponsePlan]
+    lane: str = ""  # the game that scores the group
+    error: OspoError | None = None  # why the group was not planned (errors = "group")
 
 
 @dataclass(frozen=True)
@@ -84,11 +96,18 @@ def plan_request(
     """Plans of every group and the request's distinct entries. Raises OspoError (naming the
     field) for a group that cannot be planned."""
     counter = EntryCounter(dedupe)
+    binder.prepare(request)
     groups: list[GroupPlan] = []
     for g, group in enumerate(request.groups):
-        check_group(g, group, limits)
-        bound = binder.bind(g, group)
-        groups.append(_plan_group(g, group, bound, request.options, limits, counter))
+        try:
+            check_group(g, group, limits)
+            bound = binder.bind(g, group)
+            groups.append(_plan_group(g, group, bound, request.options, limits, counter))
+        except (OspoError, AttributionError) as exc:
+            if request.options.errors != "group":
+                raise
+            error = exc if isinstance(exc, OspoError) else InvalidRequest(str(exc), field=exc.field)
+            groups.append(GroupPlan(group.id, [], error=error))
     return RequestPlan(groups=groups, lanes=binder.lanes(), entries=counter.size)
 
 
@@ -110,7 +129,7 @@ def _plan_group(
         _register(response, layout, bound, counter, game.evaluates_empty)
         for response, layout in zip(group.responses, layouts, strict=True)
     ]
-    return GroupPlan(group.id, responses)
+    return GroupPlan(group.id, responses, lane=game.lane)
 
 
 def _layout(
@@ -130,7 +149,8 @@ def _layout(
         if "segmenter" not in options.model_fields_set:
             segmenter = REWARD_MODEL_SEGMENTER
     else:
-        q_start, q_end = extract_query(text, response.span)
+        q_start, q_end = extract_query(text, response.span, options.query_tag)
+    check_query(q_end - q_start, limits, f"{field}.text")
     query = text[q_start:q_end]
     relative = segment(query, segmenter) if query else []
     n = len(relative)

@@ -281,7 +281,9 @@ def test_limits_are_checked_before_any_work(registry, retriever, small_catalog, 
 
 def test_seed_changes_sampled_coalitions(registry, small_catalog, cache):
     engine = AttributionEngine(registry, cache)
-    body = request_body(small_catalog, explain=True, max_coalitions=6)
+    # Coverage first: 4 segments keep ∅, N and the 4 singletons, and 1 of the 5 wider
+    # windows is drawn per seed.
+    body = request_body(small_catalog, explain=True, max_coalitions=7)
     plans = set()
     for seed in range(6):
         body["options"]["seed"] = seed

@@ -20,7 +20,6 @@ router = APIRouter(tags=["attribution"])
 @router.post(
     "/attribute",
     response_model=AttributeResponse,
-    response_model_exclude_none=True,
     responses=ERROR_RESPONSES,  # type: ignore[arg-type]
 )
 async def attribute(
@@ -33,12 +32,17 @@ async def attribute(
         return client_gone("attribute")
     stats = result.stats
     state.metrics.record_attribute(stats, body.options.cache)
+    for group in result.groups:
+        if group.error is not None:
+            state.metrics.group_errors.labels(code=group.error.code).inc()
     timings = stats.timings_ms
     logger.info(
-        "attribute groups=%d responses=%d coalitions=%d unique=%d cache_hits=%d encoded=%d "
+        "attribute groups=%d group_errors=%d responses=%d coalitions=%d unique=%d cache_hits=%d "
+        "encoded=%d "
         "segment_ms=%.1f cache_ms=%.1f encode_ms=%.1f search_ms=%.1f score_ms=%.1f "
         "attribute_ms=%.1f total_ms=%.1f",
         len(body.groups),
+        stats.group_errors,
         sum(len(g.responses) for g in body.groups),
         stats.coalitions,
         stats.unique_queries,
@@ -54,5 +58,5 @@ async def attribute(
     )
     # Serialised by pydantic-core directly: a big request carries ~10^6 token advantages and
     # FastAPI's re-validation of the response model would double the cost.
-    content = await anyio.to_thread.run_sync(lambda: result.model_dump_json(exclude_none=True))
+    content = await anyio.to_thread.run_sync(result.model_dump_json)
     return Response(content, media_type="application/json")

@@ -28,11 +28,16 @@ async def reward(
     state: StateDep,
     retriever: Annotated[str, Query(max_length=128)] = "default",
     k: Annotated[int, Query()] = 1000,
+    depth: Annotated[int, Query()] = 1000,
+    query_tag: Annotated[str, Query(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")] = "answer",
 ) -> RewardResponse | Response:
-    """Rewards for OpenRLHF's `--remote_rm_url`."""
+    """Rewards for OpenRLHF's `--remote_rm_url` (k: NDCG cutoff, depth: products searched
+    before the pool filter, query_tag: the tag holding the search query, as /attribute)."""
     try:
         scored = await run_admitted(
-            request, services, lambda: services.engine.reward(body, retriever, k)
+            request,
+            services,
+            lambda: services.engine.reward(body, retriever, k, depth=depth, query_tag=query_tag),
         )
     except ClientGone:
         return client_gone("reward")

@@ -4,12 +4,12 @@
 "use strict";
 
 (() => {
-  const POSITIVE = [0, 139, 251]; // blue: positive Owen value (as service/credit_view.py)
+  const POSITIVE = [0, 139, 251]; // blue: positive Owen value (as service/cli/render.py)
   const NEGATIVE = [255, 0, 81]; // red: negative
   const ZERO = [228, 231, 236]; // neutral grey: a segment with exactly zero value
   const MIN_ALPHA = 0.2;
   const SVG_NS = "http://www.w3.org/2000/svg";
-  // Same rule as service/credit_view.py word_token_offsets: each word (or <tag>) with the
+  // Same rule as service/cli/render.py word_token_offsets: each word (or <tag>) with the
   // whitespace before it. ASCII whitespace only, so Python and JavaScript agree.
   const TOKEN = /[ \t\n\r\f\v]*(?:<\/?[A-Za-z][A-Za-z0-9_-]*>|[^ \t\n\r\f\v<]+|<)/gu;
 
@@ -271,7 +271,8 @@
 
   function groupScale(responses) {
     let scale = 0;
-    for (const r of responses) for (const s of r.segments) scale = Math.max(scale, Math.abs(s.value));
+    for (const r of responses)
+      for (const s of r.segments) if (s.value !== null) scale = Math.max(scale, Math.abs(s.value));
     return scale;
   }
 
@@ -345,14 +346,16 @@
       if (segment.start > cursor) {
         text.append(el("span", { class: "outside", text: slice(chars, cursor, segment.start) }));
       }
-      const rgb = shade(segment.value, scale);
+      // An unmeasured segment (value null: no evaluated coalition pair) stays neutral grey.
+      const unmeasured = segment.value === null;
+      const rgb = unmeasured ? ZERO : shade(segment.value, scale);
       const span = el("span", {
-        class: segment.value === 0 ? "seg zero" : "seg",
+        class: unmeasured ? "seg unmeasured" : segment.value === 0 ? "seg zero" : "seg",
         text: slice(chars, segment.start, segment.end),
         tabIndex: 0,
         "data-response": index,
         "data-segment": j,
-        "data-value": segment.value,
+        "data-value": unmeasured ? "null" : segment.value,
         "data-credit": segment.credit,
       });
       // CSSOM, not a style attribute: the page's CSP forbids inline style attributes.
@@ -373,6 +376,11 @@
     card.append(segmentTable(index, sent, response));
     if (response.token_advantages) card.append(tokenChart(index, sent, response));
     return card;
+  }
+
+  // A segment's Owen value, or "unmeasured" when the plan evaluated no pair for it.
+  function valueText(value) {
+    return value === null ? "unmeasured" : signed(value);
   }
 
   function segmentTable(index, sent, response) {
@@ -399,7 +407,11 @@
           { "data-segment": j },
           el("td", { text: String(j) }),
           el("td", { class: "text-col", text: segment.text }),
-          el("td", { class: "value", "data-value": segment.value, text: signed(segment.value) }),
+          el("td", {
+            class: "value",
+            "data-value": segment.value === null ? "null" : segment.value,
+            text: valueText(segment.value),
+          }),
           el("td", { class: "credit", "data-value": segment.credit, text: percent(segment.credit) }),
           el("td", {
             class: "token-range",
@@ -417,7 +429,7 @@
     const range = tokenRange(segment, sent.token_offsets, response.token_advantages);
     const box = el("div", { "data-response": index, "data-segment": j });
     box.append(el("div", { class: "tip-title", text: `segment ${j}: “${segment.text}”` }));
-    box.append(el("div", { text: `Owen value ${signed(segment.value)}` }));
+    box.append(el("div", { text: `Owen value ${valueText(segment.value)}` }));
     box.append(el("div", { text: `credit share ${percent(segment.credit)}` }));
     if (range) box.append(el("div", { text: `token advantages ${signed(range[0])} .. ${signed(range[1])}` }));
     const including = (response.coalitions || []).filter((c) => c.members.includes(j));

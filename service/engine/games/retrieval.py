@@ -89,7 +89,9 @@ class RowScorer:
 
 
 class RetrievalGame:
-    """NDCG@k of partial queries under one retriever (v(∅) = 0, never evaluated)."""
+    """NDCG@k of partial queries under one retriever (v(∅) = 0, never evaluated): the index
+    returns the top `depth` products, the ranking is filtered to the target's pool (if any),
+    then cut at k (as the authors do: search 1000, filter to the pool of 100, then cut)."""
 
     lane = RETRIEVAL_LANE
     kind = RETRIEVAL
@@ -99,6 +101,7 @@ class RetrievalGame:
         self,
         retriever: Retriever,
         k: int,
+        depth: int,
         *,
         batcher: EncodeBatcher,
         encode_batch_size: int,
@@ -106,6 +109,7 @@ class RetrievalGame:
     ) -> None:
         self.retriever = retriever
         self.k = k
+        self.depth = min(depth, index_size(retriever))
         self.batcher = batcher
         self.encode_batch_size = encode_batch_size
         self.scorer = scorer
@@ -120,6 +124,7 @@ class RetrievalGame:
                 encoder=encoder,
                 index_version=version,
                 k=self.k,
+                depth=self.depth,
                 target=target.digest,
                 pool=target.pool_digest,
                 query=text,
@@ -138,9 +143,8 @@ class RetrievalGame:
             vectors = await encode_texts(
                 self.retriever, self.batcher, self.encode_batch_size, texts
             )
-        depth = min(self.k, index_size(self.retriever))
         with timer.stage("search"):
-            _, rows = await run_sync(self.retriever.index.search, vectors, depth)
+            _, rows = await run_sync(self.retriever.index.search, vectors, self.depth)
         with timer.stage("score"):
             scored = await run_sync(_score_rows, self.scorer, items, text_rows, rows, self.k)
         return np.asarray(scored, dtype=np.float64), len(texts)
