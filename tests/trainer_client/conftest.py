@@ -235,32 +235,12 @@ def demo_queries() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def live_service(service_settings_factory: Callable[..., Any]) -> Any:
-    """The real app under uvicorn on a free loopback port, in a background thread."""
-    import socket
-    import threading
-    import time
+    """The real app on a free loopback port (service.api.local, the one in-process server)."""
+    pytest.importorskip("service.api.local", reason="service.api.local is not available yet")
+    from service.api.local import serve_in_background
 
-    import uvicorn
-
-    from service.api.app import create_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service_settings_factory()), log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the service did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with serve_in_background(service_settings_factory()) as server:
+        yield server.url
 
 
 # --------------------------------------------------------------------------- a stand-in service
@@ -311,7 +291,9 @@ class StandIn:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def respond(

@@ -145,6 +145,7 @@ def runtime_env(
     env: dict[str, Any] = {"env_vars": env_vars, "worker_process_setup_hook": SETUP_HOOK}
     if ship_package:
         env["py_modules"] = [str(Path(__file__).resolve().parent.parent)]
+        env["excludes"] = ["__pycache__/"]
     return env
 
 

@@ -52,6 +52,31 @@ def require_openrlhf() -> None:
 
 
 @pytest.fixture(scope="session")
+def openrlhf_stubs() -> types.ModuleType:
+    """`_stubs.py`: OpenRLHF modules imported with the flash-attn/vLLM stand-ins."""
+    return stubs
+
+
+@pytest.fixture(scope="session")
+def require_group_errors() -> Callable[[str], None]:
+    """Skip until the service at a URL accepts options.errors (per-group errors)."""
+    import httpx
+
+    def check(url: str) -> None:
+        body = {
+            "groups": [
+                {"id": "g", "target": {"query_id": "demo-0000"}, "responses": [{"text": "a"}]}
+            ],
+            "options": {"errors": "group"},
+        }
+        answer = httpx.post(f"{url}/attribute", json=body, timeout=60)
+        if answer.status_code == 422 and "errors" in answer.text:
+            pytest.skip("the service does not accept options.errors yet")
+
+    return check
+
+
+@pytest.fixture(scope="session")
 def experience_maker_module() -> types.ModuleType:
     require_openrlhf()
     return stubs.import_experience_maker()
@@ -150,7 +175,9 @@ def fake_attribute_service() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     bodies: list[dict[str, Any]] = []
     handler = type("Handler", (_FakeAttributeHandler,), {"bodies": bodies})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", bodies
     server.shutdown()

@@ -13,7 +13,6 @@ import importlib.metadata
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 import trainer_client as tc
@@ -27,17 +26,6 @@ torch = pytest.importorskip("torch")
 def clean_install(experience_maker_module: Any) -> Iterator[None]:
     yield
     plugin.uninstall()
-
-
-def require_group_errors(url: str) -> None:
-    """Skip until the service accepts options.errors (the contract's per-group errors)."""
-    body = {
-        "groups": [{"id": "g", "target": {"query_id": "demo-0000"}, "responses": [{"text": "a"}]}],
-        "options": {"errors": "group"},
-    }
-    answer = httpx.post(f"{url}/attribute", json=body, timeout=60)
-    if answer.status_code == 422 and "errors" in answer.text:
-        pytest.skip("the service does not accept options.errors yet")
 
 
 def make_sample(
@@ -110,7 +98,13 @@ def assert_only_action_positions(experience: Any) -> None:
 
 @pytest.mark.parametrize("estimator", ["group_norm", "dr_grpo", "rloo"])
 def test_wrapped_method_against_the_real_service(
-    experience_class, make_maker, smollm2_tokenizer, live_service, demo_queries, estimator
+    experience_class,
+    make_maker,
+    smollm2_tokenizer,
+    live_service,
+    demo_queries,
+    require_group_errors,
+    estimator,
 ):
     samples = demo_samples(demo_queries)  # 2 prompts x 3 samples, very different lengths
     batches = build_batches(experience_class, smollm2_tokenizer, samples, micro_batch=4)
@@ -291,3 +285,127 @@ def test_fail_mode_on_a_dead_service_raises(
         maker.compute_advantages_and_returns(
             build_batches(experience_class, minilm_tokenizer, samples, 2)
         )
+
+
+TWO_GROUPS = [
+    ("find boots", "<answer>red boots</answer>", 1.0, "q1"),
+    ("find boots", "<answer>boots for hiking in the rain</answer>", 0.0, "q1"),
+    ("find a kettle", "<answer>kettle</answer>", 0.0, "q2"),
+    ("find a kettle", "<answer>copper kettle for one cup</answer>", 1.0, "q2"),
+]
+
+
+def plain_advantages(
+    experience_maker_module: Any, maker: Any, experience_class: Any, tokenizer: Any, samples: Any
+) -> list[Any]:
+    """What OpenRLHF's own method gives (the fallback must keep exactly this)."""
+    original = experience_maker_module.RemoteExperienceMaker.compute_advantages_and_returns
+    method = getattr(original, "__wrapped__", original)
+    batches = method(maker, build_batches(experience_class, tokenizer, samples, 2))
+    return [b.advantages for b in batches]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda a, m: setattr(a.actor, "policy_loss_type", "gspo"), "policy_loss_type gspo"),
+        (
+            lambda a, m: (setattr(a.algo.kl, "use_loss", False), setattr(m.kl_ctl, "value", 0.01)),
+            "KL in the reward",
+        ),
+        (lambda a, m: setattr(a.train, "agent_func_path", "/x/agent.py"), "agent mode"),
+        (lambda a, m: setattr(a.data, "label_key", None), "--data.label_key is required"),
+        (
+            lambda a, m: setattr(a, "reward", type(a.reward)(remote_url=["http://h:8000/reward"])),
+            "retriever 'default' but --ospo.retriever is 'mpnet'",
+        ),
+    ],
+    ids=["gspo", "kl-in-reward", "agent", "no-label-key", "reward-url-retriever"],
+)
+def test_refusals_come_before_anything_runs(
+    experience_class, make_maker, minilm_tokenizer, fake_attribute_service, change, needle
+):
+    url, bodies = fake_attribute_service
+    plugin.install(plugin.PluginSettings(url=url, retriever="mpnet"))
+    maker = make_maker(minilm_tokenizer)
+    maker.strategy.args.reward.remote_url = ["http://h:8000/reward?retriever=mpnet"]
+    change(maker.strategy.args, maker)
+    batches = build_batches(experience_class, minilm_tokenizer, TWO_GROUPS[:2], 2)
+    with pytest.raises(plugin.OspoPluginError) as info:
+        maker.compute_advantages_and_returns(batches)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2 and needle in lines[1]  # a header and one line for the one problem
+    assert batches[0].advantages is None and bodies == []
+
+
+def test_a_401_stops_at_once_even_in_fallback_mode(
+    experience_class, make_maker, minilm_tokenizer, standin
+):
+    standin.script.append(("status", 401, None, {"code": "unauthorized", "message": "bad key"}))
+    plugin.install(plugin.PluginSettings(url=standin.url, on_failure="fallback"))
+    maker = make_maker(minilm_tokenizer)
+    with pytest.raises(tc.AuthenticationError, match="bad key"):
+        maker.compute_advantages_and_returns(
+            build_batches(experience_class, minilm_tokenizer, TWO_GROUPS, 2)
+        )
+    assert len(standin.bodies) == 1
+
+
+def test_a_group_error_keeps_openrlhf_advantages_for_that_group_only(
+    experience_class, make_maker, minilm_tokenizer, standin, experience_maker_module
+):
+    maker = make_maker(minilm_tokenizer)
+    plain = plain_advantages(
+        experience_maker_module, maker, experience_class, minilm_tokenizer, TWO_GROUPS
+    )
+    standin.script.append(("group_error", {1}, "unknown_query"))
+    plugin.install(plugin.PluginSettings(url=standin.url))
+    out = maker.compute_advantages_and_returns(
+        build_batches(experience_class, minilm_tokenizer, TWO_GROUPS, 2)
+    )
+    scored, failed = out  # micro-batches of 2: group q1, then group q2
+    assert torch.equal(failed.advantages, plain[1])
+    assert not torch.equal(scored.advantages, plain[0])
+    assert_only_action_positions(scored)
+    assert scored.info["ospo_fallback"].tolist() == [0.0, 0.0]
+    assert failed.info["ospo_fallback"].tolist() == [1.0, 1.0]
+    for batch in out:
+        assert batch.info["ospo/fallback_groups"].tolist() == [1.0, 1.0]
+        assert batch.info["ospo/service_ms"].shape == (2,)
+
+
+def test_object_labels_in_fallback_mode_do_not_crash(
+    experience_class, make_maker, minilm_tokenizer, dead_url, experience_maker_module
+):
+    samples = [
+        ("p", "<answer>red boots</answer>", 1.0, {"query_id": "q", "pool": ["P1"]}),
+        ("p", "<answer>boots for hiking</answer>", 0.0, {"query_id": "q", "pool": ["P1"]}),
+    ]
+    maker = make_maker(minilm_tokenizer)
+    plain = plain_advantages(
+        experience_maker_module, maker, experience_class, minilm_tokenizer, samples
+    )
+    plugin.install(plugin.PluginSettings(url=dead_url, on_failure="fallback", retry_budget_s=0.3))
+    (out,) = maker.compute_advantages_and_returns(
+        build_batches(experience_class, minilm_tokenizer, samples, 2)
+    )
+    assert torch.equal(out.advantages, plain[0])
+    assert out.info["ospo/fallback_step"].tolist() == [1.0, 1.0]
+
+
+def test_consecutive_fallback_steps_stop_the_run(
+    experience_class, make_maker, minilm_tokenizer, dead_url
+):
+    plugin.install(
+        plugin.PluginSettings(url=dead_url, retry_budget_s=0.2, max_consecutive_fallbacks=1)
+    )
+    maker = make_maker(minilm_tokenizer)
+
+    def step() -> Any:
+        return maker.compute_advantages_and_returns(
+            build_batches(experience_class, minilm_tokenizer, TWO_GROUPS[:2], 2)
+        )
+
+    step()
+    with pytest.raises(plugin.OspoPluginError, match="2 consecutive training steps"):
+        step()
