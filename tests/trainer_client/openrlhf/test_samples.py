@@ -260,3 +260,46 @@ def test_reward_and_coalition_values_are_one_game_with_a_pool(
     scored = [float(x) for batch in out for x in batch.info["ospo_reward"]]
     assert scored == pytest.approx(rewards, abs=1e-6)
     assert json.loads(json.dumps(label)) == label  # the dict label went through unchanged
+
+
+def test_the_trainer_global_step_seeds_the_coalition_sample(
+    openrlhf_modules, openrlhf_stubs, llm_tokenizer, make_maker, reward_file, fake_attribute_service
+):
+    """OpenRLHF's own train_step -> make_experience_batch -> the wrapped method: the request's
+    seed is the plug-in's base seed plus the trainer's global step."""
+    trainer_module = openrlhf_stubs.import_with_stubs("openrlhf.trainer.ppo_trainer")
+    url, bodies = fake_attribute_service
+    samples, _ = rollout_samples(
+        openrlhf_modules,
+        llm_tokenizer,
+        reward_file,
+        [(PROMPT.format("a cardigan"), "demo-0000")],
+        RESPONSES,
+    )
+    maker = make_maker(llm_tokenizer, n_samples=len(RESPONSES))
+
+    def make_experience(samples_list: list[Any]) -> list[Any]:  # the model forwards
+        for batch in samples_list:
+            batch.kl = torch.zeros(batch.action_mask.shape, dtype=torch.float32)
+        return samples_list
+
+    class PastTheAdvantageStep(Exception):
+        pass
+
+    def actor_append(**kwargs: Any) -> Any:
+        raise PastTheAdvantageStep
+
+    maker.make_experience = make_experience
+    trainer = trainer_module.BasePPOTrainer.__new__(trainer_module.BasePPOTrainer)
+    trainer.experience_maker = maker
+    trainer.tokenizer = llm_tokenizer
+    trainer.args = maker.args
+    trainer.actor_model_group = types.SimpleNamespace(async_run_method_batch=actor_append)
+    plugin.install(plugin.PluginSettings(url=url, seed=100))
+    try:
+        for global_step in (41, 42):
+            with pytest.raises(PastTheAdvantageStep):
+                trainer.train_step(list(samples), global_step)
+    finally:
+        plugin.uninstall()
+    assert [b["options"]["seed"] for b in bodies] == [141, 142]

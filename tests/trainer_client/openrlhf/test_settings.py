@@ -73,3 +73,63 @@ def test_group_estimators_are_accepted():
         "dr_grpo",
         "rloo",
     ]
+
+
+def test_new_settings_from_env():
+    settings = plugin.PluginSettings.from_env(
+        {
+            "OSPO_ATTRIBUTE_URL": "http://h",
+            "OSPO_CLIP": "2.5",
+            "OSPO_REWARD_MODEL": "sentiment",
+            "OSPO_RETRY_BUDGET_S": "30",
+            "OSPO_MAX_CONSECUTIVE_FALLBACKS": "0",
+            "OSPO_ON_FAILURE": "FAIL",
+            "OSPO_K": "50",
+            "OSPO_ESTIMATOR": "owen-sum",
+        }
+    )
+    adapter = settings.adapter_settings("rloo")
+    assert adapter.clip == 2.5 and adapter.reward_model == "sentiment"
+    assert adapter.failure.retry_budget_s == 30.0 and adapter.failure.on_failure == "fail"
+    assert adapter.failure.max_consecutive_fallbacks == 0
+    assert (adapter.options.k, adapter.options.estimator, adapter.options.baseline) == (
+        50,
+        "owen-sum",
+        "rloo",
+    )
+    for bad in ({"OSPO_CLIP": "0"}, {"OSPO_CLIP": "nan"}, {"OSPO_RETRY_BUDGET_S": "-1"}):
+        with pytest.raises(plugin.OspoPluginError):
+            plugin.PluginSettings.from_env({"OSPO_ATTRIBUTE_URL": "http://h", **bad})
+
+
+def test_refusals_read_openrlhf_defaults():
+    from trainer_client.openrlhf.settings import refusals
+
+    given = {
+        "algo.advantage.estimator": "group_norm",
+        "algo.kl.use_loss": True,
+        "data.label_key": "l",
+    }
+    defaults = {"actor.policy_loss_type": "ppo", "algo.kl.init_coef": 0.01}
+
+    def get(name: str) -> object:
+        return given.get(name, defaults.get(name))
+
+    assert refusals(get) == []
+    given["algo.kl.use_loss"] = False
+    (line,) = refusals(get)
+    assert line.startswith("KL in the reward is refused")
+    given["algo.kl.init_coef"] = 0.0  # no KL at all: nothing dropped
+    assert refusals(get) == []
+
+
+def test_reward_url_conflicts():
+    from trainer_client.openrlhf.settings import reward_url_conflicts
+
+    assert reward_url_conflicts(["http://h/reward"], None, None) == []
+    assert reward_url_conflicts("agent", "mpnet", None) == []
+    assert reward_url_conflicts(["/opt/rm.py", "http://h/get_reward"], "mpnet", 5) == []
+    (line,) = reward_url_conflicts(["http://h/reward?retriever=mpnet"], None, None)
+    assert "retriever 'mpnet'" in line and "'default'" in line
+    (line,) = reward_url_conflicts("http://h/reward?retriever=mpnet", "mpnet", 100)
+    assert "k=1000" in line and "100" in line
