@@ -125,3 +125,31 @@ def test_concurrency_is_bounded(attribute_answer, make_groups):
     result = run(go())
     assert len(result.groups) == 10
     assert 1 < peak <= 3
+
+
+def test_retry_budget_bounds_the_time_spent_retrying(fake_service, reply, make_groups):
+    now = [0.0]
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    fake_service.fail_next(*[reply.raise_(httpx.ConnectError)] * 100)
+    policy = tc.RetryPolicy(max_retries=None, backoff_base=1.0, backoff_max=4.0, max_elapsed_s=10.0)
+
+    async def go() -> Any:
+        client = tc.AsyncAttributionClient(
+            "http://ospo.test",
+            transport=httpx.MockTransport(fake_service),
+            sleep=sleep,
+            jitter=lambda: 0.999999,
+            clock=lambda: now[0],
+            retry=policy,
+        )
+        async with client:
+            await client.attribute(make_groups(1))
+
+    with pytest.raises(tc.ConnectError):
+        run(go())
+    assert sleeps == pytest.approx([1.0, 2.0, 4.0], abs=1e-5)
