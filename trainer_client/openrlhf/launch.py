@@ -8,8 +8,8 @@ Usage (``python -m trainer_client.openrlhf_train`` is the same entry)::
 Before Ray starts, the launcher refuses what the plug-in cannot honour (one line each:
 estimator, gspo, KL in the reward, agent mode, a missing ``--data.label_key``, bad
 ``--ospo.*`` values) and makes ``--reward.remote_url`` score on the same game as
-``/attribute`` (it adds ``retriever=``/``k=`` to an ospo ``/reward`` URL, or refuses one
-that names another). Then it starts Ray with a ``runtime_env`` holding OpenRLHF's own three
+``/attribute`` (it adds ``retriever=``, ``k=``, ``depth=``, ``query_tag=`` to an ospo
+``/reward`` URL, or refuses one that names others). Then it starts Ray with a ``runtime_env`` holding OpenRLHF's own three
 variables, the ``OSPO_*`` settings, the setup hook, and (unless ``--ospo.ship_package
 false``) ``py_modules`` with this package, so workers import it whether or not it is
 installed on their node; and it runs ``openrlhf.cli.train_ppo_ray`` as ``__main__`` (its
@@ -30,6 +30,7 @@ from typing import Any
 from .settings import (
     OPENRLHF_DEFAULTS,
     OSPO_FLAGS,
+    REWARD_URL_PARAMS,
     OspoPluginError,
     PluginSettings,
     refusals,
@@ -96,9 +97,10 @@ def flag_getter(argv: Sequence[str]) -> Callable[[str], Any]:
 def align_reward_urls(
     argv: Sequence[str], settings: PluginSettings
 ) -> tuple[list[str], dict[str, str]]:
-    """``argv`` with the plug-in's retriever and k added to every ospo ``/reward`` URL that
-    does not name them, and the ``OSPO_*`` variables that adopt a URL's retriever/k when the
-    ``--ospo`` flags leave them unset. Conflicts are left for :func:`refusals` to report."""
+    """``argv`` with the plug-in's game parameters (retriever, k, depth, query tag) added to
+    every ospo ``/reward`` URL that does not name them, and the ``OSPO_*`` variables that
+    adopt a URL's parameters when the ``--ospo`` flags leave them unset. Conflicts are left
+    for :func:`refusals` to report."""
     out = list(argv)
     adopted: dict[str, str] = {}
     for i, arg in enumerate(out):
@@ -112,7 +114,8 @@ def align_reward_urls(
         for url in raw.split(","):
             params = reward_url_params(url)
             if params is not None:
-                for name, value in (("retriever", settings.retriever), ("k", settings.k)):
+                for name in REWARD_URL_PARAMS:
+                    value = getattr(settings, name)
                     if name in params and value is None:
                         adopted[OSPO_FLAGS[name]] = params[name]
                     elif name not in params and value is not None:

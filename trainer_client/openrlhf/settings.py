@@ -30,6 +30,7 @@ __all__ = [
     "PluginSettings",
     "check_estimator",
     "check_openrlhf_version",
+    "REWARD_URL_PARAMS",
     "refusals",
     "reward_url_conflicts",
 ]
@@ -279,14 +280,22 @@ def refusals(get: Callable[[str], Any], settings: PluginSettings | None = None) 
             "labels) is the target OSPO scores against"
         )
     if settings is not None:
-        urls = get("reward.remote_url")
-        found.extend(reward_url_conflicts(urls, settings.retriever, settings.k))
+        found.extend(reward_url_conflicts(get("reward.remote_url"), settings))
     return found
 
 
-def reward_url_conflicts(urls: Any, retriever: str | None, k: int | None) -> list[str]:
-    """Lines for each ``/reward`` URL whose retriever or k differ from the plug-in's (then
-    the scalar reward and the coalition values would be computed on different games)."""
+REWARD_URL_PARAMS: Mapping[str, str] = {
+    "retriever": "default",
+    "k": "1000",
+    "depth": "1000",
+    "query_tag": "answer",
+}
+"""The ``/reward`` query parameters that define the retrieval game, and the service defaults."""
+
+
+def reward_url_conflicts(urls: Any, settings: PluginSettings) -> list[str]:
+    """Lines for each ospo ``/reward`` URL whose game (retriever, k, depth, query tag) differs
+    from the plug-in's: the scalar reward and the coalition values would be different games."""
     if not urls or urls == "agent":
         return []
     found: list[str] = []
@@ -294,18 +303,15 @@ def reward_url_conflicts(urls: Any, retriever: str | None, k: int | None) -> lis
         params = reward_url_params(url)
         if params is None:
             continue
-        want_retriever, want_k = retriever or "default", str(k or 1000)
-        if params.get("retriever", "default") != want_retriever:
-            found.append(
-                f"--reward.remote_url {url} scores with retriever "
-                f"{params.get('retriever', 'default')!r} but --ospo.retriever is "
-                f"{want_retriever!r}; give both the same (add ?retriever={want_retriever})"
-            )
-        if params.get("k", "1000") != want_k:
-            found.append(
-                f"--reward.remote_url {url} scores at k={params.get('k', '1000')} but "
-                f"--ospo.k is {want_k}; give both the same (add k={want_k})"
-            )
+        for name, default in REWARD_URL_PARAMS.items():
+            ours = getattr(settings, name)
+            want = default if ours is None else str(ours)
+            have = params.get(name, default)
+            if have != want:
+                found.append(
+                    f"--reward.remote_url {url} scores with {name}={have} but --ospo.{name} is "
+                    f"{want}; give both the same (add {name}={want} to the URL)"
+                )
     return found
 
 

@@ -111,7 +111,7 @@ def test_launcher_refuses_before_starting_ray(monkeypatch, capsys, argv):
         (["--actor.policy_loss_type", "gspo"], "policy_loss_type gspo"),
         (["--algo.kl.init_coef", "0.01"], "KL in the reward"),
         (["--train.agent_func_path", "/x/agent.py"], "agent mode"),
-        (["--reward.remote_url", "http://h:8000/reward?retriever=mpnet"], "retriever 'mpnet'"),
+        (["--reward.remote_url", "http://h:8000/reward?retriever=mpnet"], "retriever=mpnet"),
     ],
 )
 def test_launcher_refuses_each_problem_with_one_line(monkeypatch, capsys, extra, needle):
@@ -182,14 +182,16 @@ def test_the_reward_url_gets_the_plugin_retriever_and_k(monkeypatch):
         "mpnet",
         "--ospo.k",
         "100",
+        "--ospo.query_tag",
+        "search",
     ]
     assert openrlhf_train.main(argv, ray_init=envs.append, run=runs.append) == 0
     (run_argv,) = runs
     url = run_argv[run_argv.index("--reward.remote_url") + 1]
-    assert url == "http://h:8000/reward?retriever=mpnet&k=100,/opt/other_rm.py"
+    assert url == "http://h:8000/reward?retriever=mpnet&k=100&query_tag=search,/opt/other_rm.py"
     # and the other way round: a URL that names its retriever sets the plug-in's
-    monkeypatch.delenv("OSPO_RETRIEVER")
-    monkeypatch.delenv("OSPO_K")
+    for key in ("OSPO_RETRIEVER", "OSPO_K", "OSPO_QUERY_TAG"):
+        monkeypatch.delenv(key, raising=False)
     argv = [*OK_FLAGS, "--algo.advantage.estimator", "group_norm", "--ospo.url", "http://h:8000"]
     argv += ["--reward.remote_url=http://h:8000/reward?retriever=esci&k=50"]
     assert openrlhf_train.main(argv, ray_init=envs.append, run=runs.append) == 0

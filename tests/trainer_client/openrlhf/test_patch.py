@@ -317,7 +317,7 @@ def plain_advantages(
         (lambda a, m: setattr(a.data, "label_key", None), "--data.label_key is required"),
         (
             lambda a, m: setattr(a, "reward", type(a.reward)(remote_url=["http://h:8000/reward"])),
-            "retriever 'default' but --ospo.retriever is 'mpnet'",
+            "retriever=default but --ospo.retriever is mpnet",
         ),
     ],
     ids=["gspo", "kl-in-reward", "agent", "no-label-key", "reward-url-retriever"],

@@ -126,10 +126,20 @@ def test_refusals_read_openrlhf_defaults():
 def test_reward_url_conflicts():
     from trainer_client.openrlhf.settings import reward_url_conflicts
 
-    assert reward_url_conflicts(["http://h/reward"], None, None) == []
-    assert reward_url_conflicts("agent", "mpnet", None) == []
-    assert reward_url_conflicts(["/opt/rm.py", "http://h/get_reward"], "mpnet", 5) == []
-    (line,) = reward_url_conflicts(["http://h/reward?retriever=mpnet"], None, None)
-    assert "retriever 'mpnet'" in line and "'default'" in line
-    (line,) = reward_url_conflicts("http://h/reward?retriever=mpnet", "mpnet", 100)
-    assert "k=1000" in line and "100" in line
+    def settings(**values: object) -> plugin.PluginSettings:
+        return plugin.PluginSettings(url="http://h", **values)  # type: ignore[arg-type]
+
+    assert reward_url_conflicts(["http://h/reward"], settings()) == []
+    assert reward_url_conflicts("agent", settings(retriever="mpnet")) == []
+    assert reward_url_conflicts(["/opt/rm.py", "http://h/get_reward"], settings(k=5)) == []
+    (line,) = reward_url_conflicts(["http://h/reward?retriever=mpnet"], settings())
+    assert "retriever=mpnet but --ospo.retriever is default" in line
+    (line,) = reward_url_conflicts(
+        "http://h/reward?retriever=mpnet", settings(retriever="mpnet", k=100)
+    )
+    assert "k=1000 but --ospo.k is 100" in line
+    url = "http://h/reward?depth=50&query_tag=search"
+    lines = reward_url_conflicts(url, settings(depth=50))
+    assert lines == [
+        f"--reward.remote_url {url} scores with query_tag=search but --ospo.query_tag is answer; give both the same (add query_tag=answer to the URL)"
+    ]
