@@ -8,12 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import trainer_client as tc
-from trainer_client._retry import backoff_delay, parse_retry_after
-from trainer_client._wire import split_groups
 
 
 def make_client(service: Any, sleeps: list[float], **kwargs: Any) -> tc.AttributionClient:
@@ -315,32 +311,6 @@ def test_default_timeout_is_180s_read():
     client.close()
 
 
-@given(
-    st.integers(0, 20), st.floats(0, 1, exclude_max=True), st.floats(0.01, 5), st.floats(0.01, 60)
-)
-@settings(max_examples=200, deadline=None)
-def test_backoff_delay_stays_in_its_window(attempt, jitter, base, cap):
-    policy = tc.RetryPolicy(backoff_base=base, backoff_max=cap)
-    delay = backoff_delay(policy, attempt, None, jitter)
-    ceiling = min(cap, base * 2.0**attempt)
-    assert ceiling / 2 <= delay <= ceiling
-
-
-def test_parse_retry_after():
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after("1.5") == 1.5
-    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
-
-
-@given(st.integers(0, 40), st.integers(1, 9))
-def test_split_groups_keeps_order_and_bounds(n, size):
-    items = list(range(n))
-    chunks: list[list[Any]] = split_groups(items, size)  # type: ignore[arg-type]
-    assert [x for chunk in chunks for x in chunk] == items
-    assert all(1 <= len(chunk) <= size for chunk in chunks)
-
-
 def test_search_escapes_the_retriever_name(fake_service, sleeps):
     with make_client(fake_service, sleeps) as client:
         client.search("a/b c", "boots", k=1)
@@ -380,20 +350,6 @@ def test_group_errors_and_the_new_answer_fields_are_parsed(fake_service, sleeps,
     assert scored.responses[1].redistributed is None  # the service did not say
     assert [s.value for s in scored.responses[0].segments] == [None, None]
     assert result.clip_bound == 1.5
-
-
-def test_server_errors_survive_pickling():
-    import pickle
-
-    error = tc.AuthenticationError(401, "unauthorized", "bad key", "headers.authorization")
-    copy = pickle.loads(pickle.dumps(error))
-    assert type(copy) is tc.AuthenticationError and str(copy) == str(error)
-    assert (copy.status, copy.code, copy.message, copy.field) == (
-        401,
-        "unauthorized",
-        "bad key",
-        "headers.authorization",
-    )
 
 
 def test_retry_budget_bounds_the_time_spent_retrying(fake_service, reply, make_groups):
