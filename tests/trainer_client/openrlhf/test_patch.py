@@ -409,3 +409,18 @@ def test_consecutive_fallback_steps_stop_the_run(
     step()
     with pytest.raises(plugin.OspoPluginError, match="2 consecutive training steps"):
         step()
+
+
+def test_reward_model_targets_through_the_plugin(
+    experience_class, make_maker, minilm_tokenizer, standin
+):
+    plugin.install(plugin.PluginSettings(url=standin.url, reward_model="sentiment"))
+    maker = make_maker(minilm_tokenizer)
+    maker.strategy.args.data.label_key = None  # a reward model needs no label
+    samples = [(p, r, w, {"tone": "warm"}) for p, r, w, _ in TWO_GROUPS[:2]]
+    maker.compute_advantages_and_returns(
+        build_batches(experience_class, minilm_tokenizer, samples, 2)
+    )
+    ((group,),) = [body["groups"] for body in standin.bodies]
+    assert group["target"] == {"reward_model": "sentiment", "label": '{"tone": "warm"}'}
+    assert group["prompt"] == "find boots"
