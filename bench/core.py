@@ -149,8 +149,10 @@ def naive_plan(n: int, query: str) -> list[frozenset[int]]:
 
 
 def naive_owen(n: int, values: dict[frozenset[int], float]) -> list[float]:
+    """The Shapley-weighted mean of each segment's evaluated marginals (`owen`)."""
     values = {frozenset(): 0.0, **values}
     phi = [0.0] * n
+    weight_sum = [0.0] * n
     for i in range(n):
         for members, value in values.items():
             if i in members:
@@ -160,7 +162,8 @@ def naive_owen(n: int, values: dict[frozenset[int], float]) -> list[float]:
                 s = len(members)
                 weight = math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n)
                 phi[i] += weight * (values[grown] - value)
-    return phi
+                weight_sum[i] += weight
+    return [p / w if w > 0 else math.nan for p, w in zip(phi, weight_sum, strict=True)]
 
 
 def naive_tokens(
@@ -170,10 +173,9 @@ def naive_tokens(
     query_span: tuple[int, int],
     advantage: float,
 ) -> list[float]:
-    low, high = min(phi), max(phi)
-    if high > low:
-        scaled = [(p - low) / (high - low) for p in phi]
-        credit = [c / sum(scaled) for c in scaled]
+    positive = [max(p, 0.0) for p in phi]  # credit = positive part, uniform when none
+    if sum(positive) > 0:
+        credit = [c / sum(positive) for c in positive]
     else:
         credit = [1 / len(phi)] * len(phi)
     token_credit, inside = [], []

@@ -30,6 +30,13 @@ def test_core_benchmark_runs_and_prints_ratios() -> None:
 def test_service_benchmark_runs_on_one_group(tmp_path: Path) -> None:
     data_dir = os.environ.get("OSPO_TEST_DATA_DIR") or str(tmp_path)
     out = run_script(
-        "bench/service.py", "--groups", "1", "--repeat", "1", "--data-dir", data_dir, timeout=900
+        "bench/request_path.py",
+        "--groups",
+        "1",
+        "--repeat",
+        "1",
+        "--data-dir",
+        data_dir,
+        timeout=900,
     )
     assert "cold" in out and "naive" in out and "warm" in out

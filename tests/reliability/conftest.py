@@ -61,6 +61,8 @@ def start_service(service_data_dir: Path, tmp_path: Path) -> Iterator[Callable[.
 
 API_KEY = "ospo-test-key-7f3a9c1e5b"
 MAX_BODY_BYTES = 64 * 1024
+# Small enough that a body over it still fits under MAX_BODY_BYTES.
+MAX_TOKEN_OFFSETS = 2048
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +79,13 @@ def guarded_service(
         env={
             "OSPO_API_KEY": API_KEY,
             "OSPO_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+            "OSPO_MAX_TOKEN_OFFSETS": str(MAX_TOKEN_OFFSETS),
             "OSPO_LOG_LEVEL": "DEBUG",
         },
     )
     process.api_key = API_KEY
     process.max_body_bytes = MAX_BODY_BYTES
+    process.max_token_offsets = MAX_TOKEN_OFFSETS
     try:
         process.start_ready()
         yield process
