@@ -18,6 +18,8 @@ Run (as recorded in docs/BENCHMARKS.md):
     # memory bound over 10,000 small requests:
     cd /work/main && HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \\
         .venv/bin/python bench/load.py --memory --requests 10000 --clients 16
+
+One script past the usual module size: a benchmark is read top to bottom in one sitting.
 """
 
 from __future__ import annotations

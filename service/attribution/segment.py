@@ -15,6 +15,9 @@ A period ends a phrase (and a sentence) unless it marks an abbreviation or an in
 upper-case initial ("J. Crew", but not the size in "size M."), a unit after a number
 ("12 in.", "8 oz.", "12in.") and "No." before a number ("No. 2 pencils"). Words that often
 end a sentence ("etc.", "Inc.", "no." alone, "in." without a number) still do.
+
+One cohesive module past the usual size: the word lists and the three segmenters share the
+tokenisation and the partition invariants, and are read together.
 """
 
 from __future__ import annotations

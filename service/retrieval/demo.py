@@ -11,6 +11,10 @@ A search query naming the target's distinguishing attributes ("women's black lea
 boots waterproof", see `specific_query`) retrieves the exact products; vague filler does not.
 That gap is what OSPO's coalition rewards measure. All randomness comes from one seeded
 `random.Random`, so the same seed gives the same catalog (and fingerprint) everywhere.
+
+One cohesive module past the usual size: most of its lines are the category and attribute
+tables the generator draws from, and splitting them from the generator would scatter one
+definition of the demo shop over several files.
 """
 
 from __future__ import annotations
