@@ -35,6 +35,10 @@ class LabelError(ValueError):
         self.message = message
         self.field = field
 
+    def __reduce__(self) -> tuple[type[LabelError], tuple[str, str]]:
+        # Errors cross process boundaries (Ray workers, ranks): keep both arguments.
+        return (type(self), (self.message, self.field))
+
 
 @dataclass(frozen=True)
 class ParsedLabel:
