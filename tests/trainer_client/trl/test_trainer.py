@@ -10,6 +10,7 @@ TRL's own completions. A variant that reads the completions one token off is cau
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,10 @@ import trainer_client as tc
 from trainer_client.adapter import AdapterError, AdapterSettings, FailurePolicy
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("trl")
+if os.environ.get("CI", "").lower() == "true":
+    import trl  # noqa: F401  (CI installs the TRL stack: a missing one is a failure)
+else:
+    pytest.importorskip("trl", reason="trl 1.16 is not installed (make install)")
 
 from trainer_client.trl import OspoReward, check_trl_version  # noqa: E402
 from trainer_client.trl import trainer as trl_trainer  # noqa: E402
