@@ -4,7 +4,7 @@ Modules: ``plugin`` (the ``verl.plugins`` entry point: registers the ``ospo`` es
 the ``ospo_*`` trainer modes as verl loads the modules they extend), ``settings`` (the
 ``algorithm.ospo`` config section and the settings refused), ``rollouts`` (TransferQueue rows
 -> rollouts), ``estimator`` (the registered estimator), ``trainer`` (the trainer modes;
-imports verl's v1 trainer). Importing this package imports neither verl nor torch. How to run
+imports verl's v1 trainer), ``reward`` (a ``compute_score`` on the service's ``/reward``). Importing this package imports neither verl nor torch. How to run
 it: docs/TRAINERS.md.
 """
 

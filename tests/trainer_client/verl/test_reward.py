@@ -1,0 +1,31 @@
+"""The verl reward function, loaded the way verl loads a custom reward function
+(``get_custom_reward_fn`` with a ``pkg://`` path and ``reward_kwargs``), scores a response as
+``/attribute`` does (one game)."""
+
+from __future__ import annotations
+
+import trainer_client as tc
+
+
+def test_verl_loads_compute_score_and_it_is_the_service_ndcg(compose, live_service):
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    config = compose(
+        "reward.custom_reward_function.path=pkg://trainer_client.verl.reward",
+        "reward.custom_reward_function.name=compute_score",
+        f"+reward.custom_reward_function.reward_kwargs.url={live_service}",
+    )
+    score = get_custom_reward_fn(config)
+    texts = ["<answer>cotton cardigan for women</answer>", "<answer>wool socks</answer>"]
+    rewards = [
+        score(data_source="ospo-demo", solution_str=text, ground_truth=label, extra_info={})
+        for text, label in zip(texts, ["demo-0000", {"query_id": "demo-0000"}], strict=True)
+    ]
+    group = tc.Group(
+        id="g",
+        target=tc.Target(query_id="demo-0000"),
+        responses=[tc.Response(text=t) for t in texts],
+    )
+    answer = tc.AttributionClient(live_service).attribute([group])
+    assert rewards == [r.reward for r in answer.groups[0].responses]
+    assert rewards[0] > 0
