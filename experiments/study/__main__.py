@@ -1,10 +1,10 @@
-"""`python -m experiments.study TABLE ...` (see experiments.study.study)."""
+"""`python -m experiments.study TABLE ... | all | report` (see experiments.study.cli)."""
 
 from __future__ import annotations
 
 import sys
 
-from experiments.study.study import main
+from experiments.study.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,8 +4,13 @@ update, evaluate on held-out requests, and write one metrics row per step.
 The service is reached only through an :class:`Attributor` (``AttributionClient`` in
 practice), so the loop never touches retrieval or the engine. Every random choice comes from
 generators seeded by ``TrainConfig.seed`` (prompt order and sampling separately, so the
-advantage modes see the same prompts in the same order), and the service is asked with a
-fixed seed, so a run is reproducible.
+advantage modes see the same prompts in the same order), and step ``s`` asks the service with
+seed ``TrainConfig.seed + s``: the coalition sample changes from step to step (a frozen sample
+would give a segment the same sampling error for the whole run) and a run stays reproducible.
+
+The ``grpo`` arm asks for rewards only (``POST /reward``, OpenRLHF's remote reward-model
+protocol) and computes the group advantages itself with the service's own baseline function,
+as a plain GRPO trainer does: it pays for one retrieval per response, never for coalitions.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from tqdm import tqdm
 
 from experiments.train.grpo import sample_groups, update
 from experiments.train.rollout import Policy, Rollout
-from trainer_client import AttributeResult, Group, Options, Response, Target
+from service.attribution.advantages import group_advantages
+from trainer_client import AttributeResult, Group, Options, Response, RewardResult, Target
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +54,16 @@ METRIC_FIELDS = (
 
 
 class Attributor(Protocol):
-    """What the loop needs from the service (``trainer_client.AttributionClient`` fits)."""
+    """What the loop needs from the service (``trainer_client.AttributionClient`` fits):
+    ``attribute`` for OSPO steps and held-out scoring, ``reward`` for the GRPO arm's steps."""
 
     def attribute(
         self, groups: Sequence[Group], options: Options | None = None
     ) -> AttributeResult: ...
+
+    def reward(
+        self, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str]
+    ) -> RewardResult: ...
 
 
 class PromptSource(Protocol):
@@ -88,6 +99,10 @@ class TrainConfig:
     eval_every: int = 10
     eval_queries: int | None = None
     """Evaluate on the first N held-out requests only (None: all of them)."""
+    credit: str | None = None
+    """``/attribute`` options left at the service default when None."""
+    negative: str | None = None
+    sampler: str | None = None
 
     def __post_init__(self) -> None:
         if self.advantage not in ADVANTAGE_MODES:
@@ -107,8 +122,8 @@ class TrainConfig:
         if self.max_coalitions < 2:
             raise ValueError("max_coalitions must be >= 2")
 
-    def options(self) -> Options:
-        """The ``/attribute`` options of a training step."""
+    def options(self, step: int = 0) -> Options:
+        """The ``/attribute`` options of training step ``step`` (seed = run seed + step)."""
         return Options(
             retriever=self.retriever,
             max_width=self.max_width,
@@ -118,8 +133,16 @@ class TrainConfig:
             redistribution=ADVANTAGE_MODES[self.advantage],
             baseline=self.baseline,
             clip=self.clip,
-            seed=self.seed,
+            seed=self.seed + step,
+            credit=self.credit,
+            negative=self.negative,
+            sampler=self.sampler,
         )
+
+    @property
+    def rewards_only(self) -> bool:
+        """GRPO needs v(N) only: its steps go to ``/reward``, not ``/attribute``."""
+        return self.advantage == "grpo"
 
     def eval_options(self) -> Options:
         """Held-out scoring needs only v(N), the reward: the smallest plan (∅ and N). Always
@@ -209,7 +232,6 @@ def train(
     prompt_generator = torch.Generator().manual_seed(config.seed)
     sample_generator = torch.Generator().manual_seed(config.seed + 1)
     optimizer = torch.optim.Adam(policy.trainable_parameters(), lr=config.lr)
-    options = config.options()
 
     result = TrainResult()
     result.initial_ndcg = evaluate(policy, service, prompts, test_ids, config)
@@ -230,13 +252,17 @@ def train(
                 policy, [prompts.queries[q] for q in chosen], config.group_size, sample_generator
             )
             called = time.perf_counter()
-            answer = service.attribute(build_groups(step, chosen, groups), options)
-            service_ms = (time.perf_counter() - called) * 1000.0
             rollouts = [r for group in groups for r in group]
-            advantages = [
-                _token_advantages(r, a.token_advantages)
-                for r, a in zip(rollouts, answer.responses, strict=True)
-            ]
+            if config.rewards_only:
+                rewards, advantages = _grpo_step(service, chosen, groups, config.baseline)
+            else:
+                answer = service.attribute(build_groups(step, chosen, groups), config.options(step))
+                rewards = [a.reward for a in answer.responses]
+                advantages = [
+                    _token_advantages(r, a.token_advantages)
+                    for r, a in zip(rollouts, answer.responses, strict=True)
+                ]
+            service_ms = (time.perf_counter() - called) * 1000.0
             stats = update(
                 policy,
                 optimizer,
@@ -253,7 +279,7 @@ def train(
             all_advantages = torch.cat(advantages)
             row = _row(
                 step,
-                mean_reward=sum(a.reward for a in answer.responses) / len(rollouts),
+                mean_reward=sum(rewards) / len(rollouts),
                 heldout_ndcg=heldout,
                 mean_advantage=float(all_advantages.mean()),
                 mean_abs_advantage=float(all_advantages.abs().mean()),
@@ -287,6 +313,34 @@ def train(
         )
     logger.info("held-out NDCG %.4f -> %.4f", result.initial_ndcg, result.final_ndcg)
     return result
+
+
+def _grpo_step(
+    service: Attributor,
+    query_ids: Sequence[str],
+    groups: Sequence[Sequence[Rollout]],
+    baseline: str,
+) -> tuple[list[float], list[torch.Tensor]]:
+    """Rewards from ``/reward`` (query = prompt + response, label = the request's id) and
+    every token of a response given its group advantage, computed by the service's own
+    baseline function so that GRPO differs from OSPO only in the redistribution."""
+    flat = [(q, r) for q, group in zip(query_ids, groups, strict=True) for r in group]
+    answer = service.reward(
+        [r.prompt + r.text for _, r in flat], [r.prompt for _, r in flat], [q for q, _ in flat]
+    )
+    if len(answer.rewards) != len(flat):
+        raise ValueError(f"/reward returned {len(answer.rewards)} rewards for {len(flat)} queries")
+    rewards = list(answer.rewards)
+    advantages: list[torch.Tensor] = []
+    start = 0
+    for group in groups:
+        group_rewards = rewards[start : start + len(group)]
+        start += len(group)
+        for rollout, advantage in zip(
+            group, group_advantages(group_rewards, baseline), strict=True
+        ):
+            advantages.append(torch.full((rollout.length,), float(advantage)))
+    return rewards, advantages
 
 
 def _token_advantages(rollout: Rollout, values: Sequence[float] | None) -> torch.Tensor:

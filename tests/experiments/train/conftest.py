@@ -20,6 +20,7 @@ from trainer_client import (
     ModelInfo,
     Options,
     ResponseResult,
+    RewardResult,
     Stats,
 )
 
@@ -46,17 +47,29 @@ class FakeScorer:
 
     def __init__(self, catalog: Catalog) -> None:
         self.calls = 0
+        self.reward_calls = 0
         self.key_words: dict[str, set[str]] = {}
         for query_id, gains in catalog.labels.items():
             titles = [catalog.product(pid) for pid, gain in gains.items() if gain >= 1.0]
             word_sets = [set(_WORD.findall(p.title.lower())) for p in titles if p is not None]
             self.key_words[query_id] = set.intersection(*word_sets) if word_sets else set()
 
-    def reward(self, query_id: str, text: str) -> float:
+    def score(self, query_id: str, text: str) -> float:
         wanted = self.key_words[query_id]
         if not wanted:
             return 0.0
         return len(wanted & set(_WORD.findall(text.lower()))) / len(wanted)
+
+    def reward(
+        self, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str]
+    ) -> RewardResult:
+        """``/reward``: the response is the query minus its prompt, the label a query id."""
+        self.reward_calls += 1
+        rewards = tuple(
+            self.score(label, query[len(prompt) :] if query.startswith(prompt) else query)
+            for query, prompt, label in zip(queries, prompts, labels, strict=True)
+        )
+        return RewardResult(rewards=rewards, scores=rewards)
 
     def attribute(self, groups: Sequence[Group], options: Options | None = None) -> AttributeResult:
         self.calls += 1
@@ -64,9 +77,7 @@ class FakeScorer:
         results = []
         for group in groups:
             assert group.target.query_id is not None
-            rewards = np.array(
-                [self.reward(group.target.query_id, r.text) for r in group.responses]
-            )
+            rewards = np.array([self.score(group.target.query_id, r.text) for r in group.responses])
             if len(rewards) > 1:
                 advantages = (rewards - rewards.mean()) / (rewards.std(ddof=1) + 1e-6)
             else:

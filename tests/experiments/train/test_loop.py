@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.retrieval.catalog import Catalog
 from experiments.train.loop import METRIC_FIELDS, TrainConfig, build_groups, split_queries, train
 from experiments.train.policy_tiny import TinyPolicy
+from service.retrieval.catalog import Catalog
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -74,6 +74,8 @@ def test_the_service_is_asked_with_the_mode_and_the_policy_tokens(
     )
     options = config.options()
     assert (options.redistribution, options.baseline, options.seed) == ("rank", "group_norm", 3)
+    # Step s sends seed + s: the coalition sample is not frozen for the run.
+    assert [config.options(step).seed for step in (1, 2, 3)] == [4, 5, 6]
     assert (options.max_width, options.max_coalitions, options.retriever) == (5, 20, "r1")
     assert TrainConfig(advantage="grpo").options().redistribution == "uniform"
     assert config.eval_options().max_coalitions == 2
@@ -101,3 +103,59 @@ def test_the_service_is_asked_with_the_mode_and_the_policy_tokens(
 def test_bad_configs_are_refused(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field if field != "advantage" else "advantage must be"):
         TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+class _Recording:
+    """Wraps the fake scorer and records which endpoint each training step used."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.seeds: list[int | None] = []
+        self.attribute_groups: list[str] = []
+        self.reward_batches = 0
+
+    def attribute(self, groups, options=None):  # type: ignore[no-untyped-def]
+        if not groups[0].id.startswith("eval/"):
+            self.seeds.append(options.seed if options else None)
+            self.attribute_groups.append(groups[0].id)
+        return self.inner.attribute(groups, options)  # type: ignore[attr-defined]
+
+    def reward(self, queries, prompts, labels):  # type: ignore[no-untyped-def]
+        self.reward_batches += 1
+        return self.inner.reward(queries, prompts, labels)  # type: ignore[attr-defined]
+
+
+def test_ospo_steps_send_a_per_step_seed(demo_catalog: Catalog, fake_scorer: object) -> None:
+    recording = _Recording(fake_scorer)
+    config = TrainConfig(advantage="ospo-prop", steps=3, seed=10, group_size=2, prompts_per_step=2)
+    train(TinyPolicy.from_catalog(demo_catalog), recording, demo_catalog, config, progress=False)  # type: ignore[arg-type]
+    assert recording.seeds == [11, 12, 13]
+    assert recording.reward_batches == 0
+
+
+def test_grpo_steps_ask_for_rewards_only(demo_catalog: Catalog, fake_scorer: object) -> None:
+    recording = _Recording(fake_scorer)
+    config = TrainConfig(advantage="grpo", steps=3, seed=0, group_size=4, prompts_per_step=2)
+    train(TinyPolicy.from_catalog(demo_catalog), recording, demo_catalog, config, progress=False)  # type: ignore[arg-type]
+    assert recording.reward_batches == 3
+    assert recording.attribute_groups == []  # held-out scoring only
+
+
+def test_grpo_advantages_equal_the_services_uniform_ones(
+    demo_catalog: Catalog, fake_scorer: object
+) -> None:
+    from experiments.train.grpo import sample_groups
+    from experiments.train.loop import _grpo_step
+
+    policy = TinyPolicy.from_catalog(demo_catalog)
+    ids = split_queries(demo_catalog)[0][:2]
+    groups = sample_groups(
+        policy, [demo_catalog.queries[q] for q in ids], 4, torch.Generator().manual_seed(0)
+    )
+    rewards, advantages = _grpo_step(fake_scorer, ids, groups, "group_norm")  # type: ignore[arg-type]
+    answer = fake_scorer.attribute(  # type: ignore[attr-defined]
+        build_groups(1, ids, groups), TrainConfig(advantage="grpo").options(1)
+    )
+    assert rewards == pytest.approx([r.reward for r in answer.responses])
+    for mine, theirs in zip(advantages, answer.responses, strict=True):
+        assert mine.tolist() == pytest.approx(list(theirs.token_advantages), abs=1e-5)

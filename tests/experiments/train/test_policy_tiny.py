@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from service.retrieval.catalog import Catalog
 from experiments.train.policy_tiny import (
     FILLER_WORDS,
     SPECIAL_TOKENS,
@@ -13,6 +12,7 @@ from experiments.train.policy_tiny import (
     TinyVocabulary,
     words_of,
 )
+from service.retrieval.catalog import Catalog
 
 
 def _requests(catalog: Catalog, n: int = 6) -> list[str]:

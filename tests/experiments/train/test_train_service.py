@@ -73,9 +73,7 @@ def test_the_modes_train_differently(runs: dict[str, Path]) -> None:
 
 def test_train_is_an_ospo_subcommand_with_the_documented_options() -> None:
     parser = build_parser()
-    args = parser.parse_args(
-        ["--advantage", "ospo-rank", "--max-width", "6", "--lr", "0.01"]
-    )
+    args = parser.parse_args(["--advantage", "ospo-rank", "--max-width", "6", "--lr", "0.01"])
     assert (args.policy, args.advantage, args.max_width, args.lr) == ("tiny", "ospo-rank", 6, 0.01)
     with pytest.raises(SystemExit):
         parser.parse_args(["--advantage", "ppo"])
