@@ -294,3 +294,30 @@ def test_the_estimator_in_verl_s_registry_refuses_to_run_without_the_trainer(ver
     )
     with pytest.raises(AdapterError, match="trainer_mode set to one of ospo_sync"):
         compute_advantage(data, adv_estimator="ospo")
+
+
+def test_step_wide_clipping_when_asked(make_trainer, tq, smollm2_tokenizer):
+    trainer = make_trainer("+algorithm.ospo.clip=0.5")
+    keys, texts = store_rollouts(tq, smollm2_tokenizer, trainer._ospo.adapter.url, {})
+    metrics = compute_advantage(trainer, keys)
+    bound = metrics["ospo/clip_bound"]
+    ((groups, options, result),) = trainer.recording.calls
+    assert options.clip is None  # the adapter clips over the step, not the service per request
+    answers = {
+        r.text: a
+        for g, gr in zip(groups, result.groups, strict=True)
+        for r, a in zip(g.responses, gr.responses, strict=True)
+    }
+    advantages = [a.advantage for a in answers.values()]
+    mean = sum(advantages) / len(advantages)
+    std = (sum((a - mean) ** 2 for a in advantages) / len(advantages)) ** 0.5
+    assert bound == pytest.approx(0.5 * std)
+    clamped = 0
+    for key in keys:
+        answer = answers[texts[key]]
+        raw = torch.tensor(answer.token_advantages)
+        # redistributed rows are clamped to the step's bound; plain-Â rows are left alone
+        expected = raw.clamp(-bound, bound) if answer.redistributed else raw
+        assert torch.allclose(tq.rows[("train", key)]["advantages"], expected, atol=1e-6)
+        clamped += int(not torch.equal(expected, raw))
+    assert clamped  # the clamp did something
