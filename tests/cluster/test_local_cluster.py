@@ -11,7 +11,6 @@ ClusterIP Service does for a trainer pod.
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-svc: Any = sys.modules["_ospo_tests_service_process"]  # loaded by conftest.py
+from tests.support import redis_servers
+from tests.support import service_process as svc
 
 
 class RoundRobinTransport(httpx.BaseTransport):
@@ -53,12 +53,11 @@ class RoundRobinTransport(httpx.BaseTransport):
 def cluster(
     service_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    redis_helpers = sys.modules["_ospo_tests_redis_server"]  # loaded by tests/conftest.py
-    binary = redis_helpers.redis_server_binary()
+    binary = redis_servers.redis_server_binary()
     if binary is None:
         pytest.skip("redis-server is not on PATH (the cluster stand-in starts its own)")
     workdir = tmp_path_factory.mktemp("cluster")
-    redis = redis_helpers.PrivateRedis(binary, workdir / "redis")
+    redis = redis_servers.PrivateRedis(binary, workdir / "redis")
     replicas = [
         svc.ServiceProcess(f"replica-{n}", service_data_dir, workdir, redis_url=redis.url)
         for n in (1, 2)
@@ -77,10 +76,10 @@ def cluster(
 
 
 def test_second_replica_answers_from_the_cache_the_first_filled(
-    cluster: dict[str, Any], cluster_queries: list[dict[str, Any]]
+    cluster: dict[str, Any], demo_query_records: list[dict[str, Any]]
 ) -> None:
     first, second = cluster["replicas"]
-    body = svc.attribute_body(cluster_queries, seed=7000, groups=2, responses=3)
+    body = svc.attribute_body(demo_query_records, seed=7000, groups=2, responses=3)
     computed = httpx.post(f"{first.url}/attribute", json=body, timeout=120).json()
     assert computed["stats"]["cache_hits"] == 0 and computed["stats"]["encoded"] > 0
     shared = httpx.post(f"{second.url}/attribute", json=body, timeout=120).json()
@@ -91,13 +90,13 @@ def test_second_replica_answers_from_the_cache_the_first_filled(
 
 
 def test_round_robin_client_spreads_and_shares(
-    cluster: dict[str, Any], cluster_queries: list[dict[str, Any]]
+    cluster: dict[str, Any], demo_query_records: list[dict[str, Any]]
 ) -> None:
     from trainer_client import AttributionClient
 
     replicas = cluster["replicas"]
     transport = RoundRobinTransport([r.url for r in replicas])
-    bodies = [svc.attribute_body(cluster_queries, seed=7100 + i) for i in range(4)]
+    bodies = [svc.attribute_body(demo_query_records, seed=7100 + i) for i in range(4)]
     with AttributionClient(replicas[0].url, transport=transport, timeout=120.0) as client:
         for body in bodies:
             # Sent twice in a row: the round robin puts the two on different replicas.
@@ -109,26 +108,26 @@ def test_round_robin_client_spreads_and_shares(
 
 
 def test_client_accepts_several_base_urls(
-    cluster: dict[str, Any], cluster_queries: list[dict[str, Any]]
+    cluster: dict[str, Any], demo_query_records: list[dict[str, Any]]
 ) -> None:
     """The trainer client itself should take the replicas' URLs (spread and fail over across
     them) so users need no transport of their own when there is no load balancer."""
     from trainer_client import AttributionClient
 
     replicas = cluster["replicas"]
-    body = svc.attribute_body(cluster_queries, seed=7200)
+    body = svc.attribute_body(demo_query_records, seed=7200)
     with AttributionClient([r.url for r in replicas], timeout=120.0) as client:
         result = client.attribute(*svc.client_groups(body))
     assert len(result.groups) == 1
 
 
 def test_killing_a_replica_mid_run_loses_no_request(
-    cluster: dict[str, Any], cluster_queries: list[dict[str, Any]]
+    cluster: dict[str, Any], demo_query_records: list[dict[str, Any]]
 ) -> None:
     from trainer_client import AttributionClient, RetryPolicy
 
     replicas = cluster["replicas"]
-    bodies = [svc.attribute_body(cluster_queries, seed=7300 + i) for i in range(6)]
+    bodies = [svc.attribute_body(demo_query_records, seed=7300 + i) for i in range(6)]
     policy = RetryPolicy(max_retries=6, backoff_base=0.1, backoff_max=1.0)
     transport = RoundRobinTransport([r.url for r in replicas])  # counts requests per replica
     with AttributionClient(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-svc: Any = sys.modules["_ospo_tests_service_process"]  # loaded by conftest.py
+from tests.support import service_process as svc
 
 RETRY_AFTER_S = 1
 SLOW_OPTIONS = {"k": 100, "max_width": 4, "max_coalitions": 32, "cache": False}
@@ -46,9 +45,9 @@ def narrow_service(
         process.stop()
 
 
-def slow_body(demo_queries: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+def slow_body(demo_query_records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     """Uncached work of a few seconds on this machine (a few hundred texts to encode)."""
-    return svc.attribute_body(demo_queries, seed, groups=4, responses=6, options=SLOW_OPTIONS)
+    return svc.attribute_body(demo_query_records, seed, groups=4, responses=6, options=SLOW_OPTIONS)
 
 
 def timed_post(
@@ -60,9 +59,9 @@ def timed_post(
 
 
 def test_overload_is_refused_at_once_with_retry_after(
-    narrow_service: Any, demo_queries: list[dict[str, Any]]
+    narrow_service: Any, demo_query_records: list[dict[str, Any]]
 ) -> None:
-    bodies = [slow_body(demo_queries, 300 + i) for i in range(5)]
+    bodies = [slow_body(demo_query_records, 300 + i) for i in range(5)]
     with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
         results = list(pool.map(lambda b: timed_post(narrow_service.url, "/attribute", b), bodies))
     served = [r for r in results if r[0] == 200]
@@ -87,14 +86,14 @@ def test_overload_is_refused_at_once_with_retry_after(
 
 
 def test_reward_is_bounded_by_the_same_queue(
-    narrow_service: Any, demo_queries: list[dict[str, Any]]
+    narrow_service: Any, demo_query_records: list[dict[str, Any]]
 ) -> None:
     def reward_body(i: int) -> dict[str, Any]:
-        texts = [f"<answer>{q['text']} variant {i}</answer>" for q in demo_queries[:150]]
+        texts = [f"<answer>{q['text']} variant {i}</answer>" for q in demo_query_records[:150]]
         return {
             "query": texts,
             "prompts": [""] * len(texts),
-            "labels": [q["id"] for q in demo_queries[:150]],
+            "labels": [q["id"] for q in demo_query_records[:150]],
         }
 
     with ThreadPoolExecutor(max_workers=5) as pool:
@@ -109,7 +108,7 @@ def test_reward_is_bounded_by_the_same_queue(
 
 
 def test_client_retries_honour_retry_after(
-    narrow_service: Any, demo_queries: list[dict[str, Any]]
+    narrow_service: Any, demo_query_records: list[dict[str, Any]]
 ) -> None:
     from trainer_client import AttributionClient, RetryPolicy
 
@@ -122,7 +121,7 @@ def test_client_retries_honour_retry_after(
         time.sleep(seconds)
 
     bodies = [
-        svc.attribute_body(demo_queries, 400 + i, groups=2, responses=4, options=SLOW_OPTIONS)
+        svc.attribute_body(demo_query_records, 400 + i, groups=2, responses=4, options=SLOW_OPTIONS)
         for i in range(5)
     ]
     policy = RetryPolicy(max_retries=60, backoff_base=0.05, backoff_max=0.5)
@@ -151,12 +150,12 @@ def _abandon(url: str, body: dict[str, Any], reached: Any) -> None:
 
 
 def test_disconnected_client_work_is_cancelled(
-    narrow_service: Any, demo_queries: list[dict[str, Any]]
+    narrow_service: Any, demo_query_records: list[dict[str, Any]]
 ) -> None:
     url = narrow_service.url
     # Calibrate: how long the work takes when nobody leaves.
     cached = dict(SLOW_OPTIONS, cache=True)
-    probe = svc.attribute_body(demo_queries, 500, groups=4, responses=6, options=cached)
+    probe = svc.attribute_body(demo_query_records, 500, groups=4, responses=6, options=cached)
     status, _, duration = timed_post(url, "/attribute", probe)
     assert status == 200
     before = narrow_service.metrics_text()
@@ -165,17 +164,17 @@ def test_disconnected_client_work_is_cancelled(
         return float(svc.metric_value(narrow_service.metrics_text(), "ospo_inflight"))
 
     # Running work: the client leaves early; the scores must never reach the cache.
-    running = svc.attribute_body(demo_queries, 501, groups=4, responses=6, options=cached)
+    running = svc.attribute_body(demo_query_records, 501, groups=4, responses=6, options=cached)
     _abandon(url, running, lambda: inflight() == 1)
     # Queued work: while a slow request holds the slot, a queued client leaves.
     holder = threading.Thread(
-        target=timed_post, args=(url, "/attribute", slow_body(demo_queries, 502))
+        target=timed_post, args=(url, "/attribute", slow_body(demo_query_records, 502))
     )
     holder.start()
     assert svc.wait_until(
         lambda: svc.metric_value(narrow_service.metrics_text(), "ospo_inflight") == 1, 10
     )
-    queued = svc.attribute_body(demo_queries, 503, groups=4, responses=6, options=cached)
+    queued = svc.attribute_body(demo_query_records, 503, groups=4, responses=6, options=cached)
     _abandon(
         url,
         queued,

@@ -5,14 +5,12 @@ dig through)."""
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-svc: Any = sys.modules["_ospo_tests_service_process"]  # loaded by conftest.py
+from tests.support import service_process as svc
 
 
 def _missing(index: Path) -> tuple[str, str, str]:

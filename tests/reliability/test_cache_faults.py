@@ -5,24 +5,13 @@ returns), paused (requests still finish within the cache timeout) and the servic
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import redis as redis_py
 
-_HELPERS = "_ospo_tests_service_process"
-if _HELPERS not in sys.modules:  # normally loaded by conftest.py already
-    _spec = importlib.util.spec_from_file_location(
-        _HELPERS, Path(__file__).with_name("_service.py")
-    )
-    assert _spec is not None and _spec.loader is not None
-    sys.modules[_HELPERS] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_HELPERS])
-svc: Any = sys.modules[_HELPERS]
+from tests.support import service_process as svc
 
 REDIS_TIMEOUT_S = 0.25
 RETRY_INTERVAL_S = 0.5
@@ -53,11 +42,11 @@ def cache_state(service: Any) -> dict[str, Any]:
 
 
 def test_redis_killed_while_requests_run(
-    private_redis: Any, start_service: Callable[..., Any], demo_queries: list[dict[str, Any]]
+    private_redis: Any, start_service: Callable[..., Any], demo_query_records: list[dict[str, Any]]
 ) -> None:
     service = start_service("ospo-redis-kill", redis_url=private_redis.url, env=CACHE_ENV)
     assert cache_state(service) == {"backend": "redis", "degraded": False}
-    bodies = [svc.attribute_body(demo_queries, seed) for seed in range(5)]
+    bodies = [svc.attribute_body(demo_query_records, seed) for seed in range(5)]
     with httpx.Client(base_url=service.url, timeout=120.0) as client:
         before = [svc.answer_part(post(client, body)) for body in bodies]
         assert redis_keys(private_redis.url) > 0, "the service wrote nothing to Redis"
@@ -74,7 +63,7 @@ def test_redis_killed_while_requests_run(
             during_outage = loop.completed
             loop.wait_for(during_outage + 2 * len(bodies), timeout_s=120)
             # Work first seen during the outage is computed and answered too.
-            fresh = svc.attribute_body(demo_queries, 100)
+            fresh = svc.attribute_body(demo_query_records, 100)
             fresh_answer = svc.answer_part(post(client, fresh))
 
             private_redis.start()  # same port, empty (no persistence)
@@ -89,7 +78,7 @@ def test_redis_killed_while_requests_run(
         for outcome in outcomes:
             assert svc.answer_part(outcome.result) == before[outcome.index]
         # Back on Redis: new work lands in the restarted server, answers are unchanged.
-        post(client, svc.attribute_body(demo_queries, 101))
+        post(client, svc.attribute_body(demo_query_records, 101))
         assert redis_keys(private_redis.url) > 0
         assert svc.answer_part(post(client, fresh)) == fresh_answer
     metrics = service.metrics_text()
@@ -98,10 +87,10 @@ def test_redis_killed_while_requests_run(
 
 
 def test_redis_paused_requests_meet_the_cache_timeout(
-    private_redis: Any, start_service: Callable[..., Any], demo_queries: list[dict[str, Any]]
+    private_redis: Any, start_service: Callable[..., Any], demo_query_records: list[dict[str, Any]]
 ) -> None:
     service = start_service("ospo-redis-pause", redis_url=private_redis.url, env=CACHE_ENV)
-    bodies = [svc.attribute_body(demo_queries, seed) for seed in range(3)]
+    bodies = [svc.attribute_body(demo_query_records, seed) for seed in range(3)]
     # Two Redis round trips at most (read, write-back), each cut at the timeout, plus margin.
     cache_budget_ms = (2 * REDIS_TIMEOUT_S + 0.5) * 1000
     with httpx.Client(base_url=service.url, timeout=60.0) as client:
@@ -118,7 +107,7 @@ def test_redis_paused_requests_meet_the_cache_timeout(
                 assert timings["cache"] <= cache_budget_ms, timings
                 # All scores are in the in-process copy: no encoding, so the stall is the only cost.
                 assert timings["total"] <= warm_ms + cache_budget_ms + 1000, (timings, warm_ms)
-            cold = post(client, svc.attribute_body(demo_queries, 200))
+            cold = post(client, svc.attribute_body(demo_query_records, 200))
             assert cold["stats"]["timings_ms"]["cache"] <= cache_budget_ms, cold["stats"]
             assert cache_state(service)["degraded"] is True
         finally:
@@ -131,12 +120,12 @@ def test_redis_paused_requests_meet_the_cache_timeout(
 
 
 def test_service_restart_keeps_the_redis_cache_warm(
-    private_redis: Any, start_service: Callable[..., Any], demo_queries: list[dict[str, Any]]
+    private_redis: Any, start_service: Callable[..., Any], demo_query_records: list[dict[str, Any]]
 ) -> None:
     from trainer_client import AttributionClient, RetryPolicy
 
     service = start_service("ospo-restart", redis_url=private_redis.url, env=CACHE_ENV)
-    bodies = [svc.attribute_body(demo_queries, seed) for seed in range(3)]
+    bodies = [svc.attribute_body(demo_query_records, seed) for seed in range(3)]
     # Long enough retries to ride out a restart (model load) on a busy machine.
     policy = RetryPolicy(max_retries=40, backoff_base=0.25, backoff_max=2.0)
     with (

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-svc: Any = sys.modules["_ospo_tests_service_process"]  # loaded by conftest.py
+from tests.support import service_process as svc
 
 QUERY_ID = "demo-0001"
 TEXT = "<think>find it</think><answer>red cotton sweater for women</answer>"
@@ -37,7 +36,7 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)  # a hang is a failure, not a stuck t
 
 
 @pytest.fixture(scope="module")
-def client(guarded_service: Any) -> Iterator[httpx.Client]:
+def guarded_client(guarded_service: Any) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {guarded_service.api_key}"}
     with httpx.Client(base_url=guarded_service.url, headers=headers, timeout=TIMEOUT) as http:
         yield http
@@ -59,9 +58,9 @@ def body_with(response: dict[str, Any] | None = None, **top: Any) -> dict[str, A
     return body
 
 
-def send_raw(client: httpx.Client, path: str, text: str) -> httpx.Response:
+def send_raw(guarded_client: httpx.Client, path: str, text: str) -> httpx.Response:
     """Send JSON text as is (NaN/Infinity tokens, nesting no encoder would produce)."""
-    return client.post(
+    return guarded_client.post(
         path, content=text.encode("utf-8"), headers={"content-type": "application/json"}
     )
 
@@ -93,7 +92,7 @@ def assert_well_formed(answer: dict[str, Any], texts: list[str]) -> None:
 @HOSTILE
 @given(data=st.data(), text=st.text(min_size=1, max_size=30))
 def test_token_offsets_out_of_range_or_overlapping(
-    client: httpx.Client, data: st.DataObject, text: str
+    guarded_client: httpx.Client, data: st.DataObject, text: str
 ) -> None:
     n = len(text)
     good = [[i, i + 1] for i in range(n)]
@@ -117,7 +116,9 @@ def test_token_offsets_out_of_range_or_overlapping(
     else:
         offsets[position] = [data.draw(st.integers(-(10**12), -1)), position + 1]
     response = send_raw(
-        client, "/attribute", json.dumps(body_with({"text": text, "token_offsets": offsets}))
+        guarded_client,
+        "/attribute",
+        json.dumps(body_with({"text": text, "token_offsets": offsets})),
     )
     assert_refused(response, "groups[0].responses[0].token_offsets")
 
@@ -129,13 +130,15 @@ def test_token_offsets_out_of_range_or_overlapping(
     extra=st.integers(1, 10**12),
 )
 def test_span_past_the_end_or_reversed(
-    client: httpx.Client, text: str, start: int, extra: int
+    guarded_client: httpx.Client, text: str, start: int, extra: int
 ) -> None:
     # Either past the end of the text, or end before start, or negative.
     span = [start, len(text) + extra] if start >= 0 else [start, 0]
     if start > len(text):
         span = [start, start - 1]
-    response = send_raw(client, "/attribute", json.dumps(body_with({"text": text, "span": span})))
+    response = send_raw(
+        guarded_client, "/attribute", json.dumps(body_with({"text": text, "span": span}))
+    )
     assert_refused(response, "groups[0].responses[0].span")
 
 
@@ -147,7 +150,7 @@ NON_FINITE = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]
 
 @HOSTILE
 @given(token=NON_FINITE, where=st.sampled_from(["reward", "clip", "gain"]))
-def test_non_finite_numbers_sent_raw(client: httpx.Client, token: str, where: str) -> None:
+def test_non_finite_numbers_sent_raw(guarded_client: httpx.Client, token: str, where: str) -> None:
     placeholder = "__NUMBER__"
     if where == "reward":
         body, field = body_with({"reward": placeholder}), "groups[0].responses[0].reward"
@@ -160,16 +163,16 @@ def test_non_finite_numbers_sent_raw(client: httpx.Client, token: str, where: st
         body["groups"][0]["target"] = {"relevant": {"P000001": placeholder}}
         field = "groups[0].target.relevant"
     text = json.dumps(body).replace(f'"{placeholder}"', token)
-    assert_refused(send_raw(client, "/attribute", text), field)
+    assert_refused(send_raw(guarded_client, "/attribute", text), field)
 
 
 @HOSTILE
 @given(token=NON_FINITE)
-def test_non_finite_reward_label_gains(client: httpx.Client, token: str) -> None:
+def test_non_finite_reward_label_gains(guarded_client: httpx.Client, token: str) -> None:
     text = (
         '{"query": ["<answer>red sweater</answer>"], "prompts": [""], "labels": [{"P000001": %s}]}'
     )
-    assert_refused(send_raw(client, "/reward", text % token), "labels[0]")
+    assert_refused(send_raw(guarded_client, "/reward", text % token), "labels[0]")
 
 
 @HOSTILE
@@ -177,7 +180,7 @@ def test_non_finite_reward_label_gains(client: httpx.Client, token: str) -> None
     gain=st.floats(min_value=1024.0, max_value=1e308),
     path=st.sampled_from(["/attribute", "/reward"]),
 )
-def test_huge_relevance_gains(client: httpx.Client, gain: float, path: str) -> None:
+def test_huge_relevance_gains(guarded_client: httpx.Client, gain: float, path: str) -> None:
     # NDCG's 2^gain overflows past 1023: refuse naming the labels, or answer finite numbers.
     if path == "/attribute":
         body = body_with()
@@ -190,7 +193,7 @@ def test_huge_relevance_gains(client: httpx.Client, gain: float, path: str) -> N
             "labels": [{"P000001": gain}],
         }
         field = "labels[0]"
-    response = client.post(path, json=body)
+    response = guarded_client.post(path, json=body)
     assert response.status_code != 500, response.text[:300]
     if response.status_code >= 400:
         assert_refused(response, field)
@@ -207,12 +210,12 @@ def test_huge_relevance_gains(client: httpx.Client, gain: float, path: str) -> N
     name=st.sampled_from(["k", "max_coalitions", "max_width"]),
     value=st.one_of(st.integers(10**5, 10**40), st.integers(-(10**40), 0)),
 )
-def test_out_of_range_options(client: httpx.Client, name: str, value: int) -> None:
+def test_out_of_range_options(guarded_client: httpx.Client, name: str, value: int) -> None:
     if name == "max_width" and value > 0:
         value = -value  # max_width has no upper limit (it is capped by the segment count)
     body = body_with()
     body["options"][name] = value
-    assert_refused(client.post("/attribute", json=body), f"options.{name}")
+    assert_refused(guarded_client.post("/attribute", json=body), f"options.{name}")
 
 
 @HOSTILE
@@ -222,7 +225,7 @@ def test_out_of_range_options(client: httpx.Client, name: str, value: int) -> No
     which=st.sampled_from(["groups", "responses", "offsets"]),
 )
 def test_group_sizes_over_the_limits(
-    client: httpx.Client, guarded_service: Any, groups: int, responses: int, which: str
+    guarded_client: httpx.Client, guarded_service: Any, groups: int, responses: int, which: str
 ) -> None:
     tiny = {"text": "a"}
     if which == "groups":
@@ -245,19 +248,21 @@ def test_group_sizes_over_the_limits(
         limit = guarded_service.max_token_offsets
         body = body_with({"text": text, "token_offsets": [[0, 0]] * (limit + groups)})
         field = "groups[0].responses[0].token_offsets"
-    assert_refused(client.post("/attribute", json=body), field)
+    assert_refused(guarded_client.post("/attribute", json=body), field)
 
 
-def test_text_over_the_character_limit(client: httpx.Client) -> None:
+def test_text_over_the_character_limit(guarded_client: httpx.Client) -> None:
     assert_refused(
-        client.post("/attribute", json=body_with({"text": "a " * 4001})),
+        guarded_client.post("/attribute", json=body_with({"text": "a " * 4001})),
         "groups[0].responses[0].text",
     )
 
 
 @HOSTILE
 @given(data=st.data(), copies=st.integers(2, 5))
-def test_duplicate_group_ids(client: httpx.Client, data: st.DataObject, copies: int) -> None:
+def test_duplicate_group_ids(
+    guarded_client: httpx.Client, data: st.DataObject, copies: int
+) -> None:
     # Answers are matched to groups by id as well as by order; two groups with one id make
     # the answer ambiguous, so the repeated one is refused, naming it.
     ids = [f"g{i}" for i in range(copies)]
@@ -274,7 +279,7 @@ def test_duplicate_group_ids(client: httpx.Client, data: st.DataObject, copies: 
         ],
         "options": OPTIONS,
     }
-    assert_refused(client.post("/attribute", json=body), f"groups[{repeated_at}].id")
+    assert_refused(guarded_client.post("/attribute", json=body), f"groups[{repeated_at}].id")
 
 
 # --------------------------------------------------------------------------- structure
@@ -288,7 +293,7 @@ def test_duplicate_group_ids(client: httpx.Client, data: st.DataObject, copies: 
     path=st.sampled_from(["/attribute", "/reward"]),
 )
 def test_deeply_nested_json(
-    client: httpx.Client, depth: int, kind: str, where: str, path: str
+    guarded_client: httpx.Client, depth: int, kind: str, where: str, path: str
 ) -> None:
     closer = "]" if kind == "[" else "}"
     nested = kind * depth + "1" + closer * depth
@@ -304,7 +309,7 @@ def test_deeply_nested_json(
         body = body_with()
         body["options"]["k"] = "__N__"
         text = json.dumps(body).replace('"__N__"', nested)
-    response = send_raw(client, path, text)
+    response = send_raw(guarded_client, path, text)
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     error = response.json()["error"]
     assert error.get("field") or "body" in error["message"] or "JSON" in error["message"], error
@@ -341,7 +346,7 @@ JSON_VALUES = st.recursive(
         ]
     ),
 )
-def test_wrong_types_anywhere(client: httpx.Client, value: Any, key: str) -> None:
+def test_wrong_types_anywhere(guarded_client: httpx.Client, value: Any, key: str) -> None:
     body = body_with()
     group = body["groups"][0]
     holders: dict[str, dict[str, Any]] = {
@@ -350,15 +355,15 @@ def test_wrong_types_anywhere(client: httpx.Client, value: Any, key: str) -> Non
         "token_offsets": group["responses"][0], "reward": group["responses"][0],
     }  # fmt: skip
     holders[key][key] = value
-    response = client.post("/attribute", json=body)
+    response = guarded_client.post("/attribute", json=body)
     assert response.status_code < 500, response.text[:300]
     if response.status_code >= 400:
         assert response.json()["error"]["code"], response.text
 
 
-def test_invalid_utf8_and_not_json(client: httpx.Client) -> None:
+def test_invalid_utf8_and_not_json(guarded_client: httpx.Client) -> None:
     for payload in (b"\xff\xfe\x00garbage", b'{"groups": [', b"", b"null", b"[]", b'"text"'):
-        response = client.post(
+        response = guarded_client.post(
             "/attribute", content=payload, headers={"content-type": "application/json"}
         )
         assert 400 <= response.status_code < 500, (payload, response.status_code, response.text)
@@ -384,7 +389,7 @@ WORDLESS = st.one_of(
 )
 @given(texts=st.lists(WORDLESS, min_size=1, max_size=3), tagged=st.booleans())
 def test_wordless_and_mixed_script_texts(
-    client: httpx.Client, texts: list[str], tagged: bool
+    guarded_client: httpx.Client, texts: list[str], tagged: bool
 ) -> None:
     texts = [f"<answer>{text}</answer>" if tagged else text for text in texts]
     responses = [
@@ -398,7 +403,7 @@ def test_wordless_and_mixed_script_texts(
         "groups": [{"id": "g0", "target": {"query_id": QUERY_ID}, "responses": responses}],
         "options": OPTIONS,
     }
-    response = client.post("/attribute", json=body)
+    response = guarded_client.post("/attribute", json=body)
     assert response.status_code == 200, response.text[:500]
     answer = response.json()
     assert_well_formed(answer, texts)
@@ -466,9 +471,11 @@ def test_streamed_body_over_the_limit_is_cut_off(guarded_service: Any) -> None:
         sock.close()
 
 
-def test_body_limit_answer_names_the_limit(client: httpx.Client, guarded_service: Any) -> None:
+def test_body_limit_answer_names_the_limit(
+    guarded_client: httpx.Client, guarded_service: Any
+) -> None:
     big = body_with({"text": "a" * (guarded_service.max_body_bytes + 10)})
-    error = assert_refused(client.post("/attribute", json=big), "body")
+    error = assert_refused(guarded_client.post("/attribute", json=big), "body")
     assert str(guarded_service.max_body_bytes) in error["message"]
 
 
@@ -476,16 +483,18 @@ def test_body_limit_answer_names_the_limit(client: httpx.Client, guarded_service
 
 
 def test_twenty_identical_requests_at_once_get_identical_answers(
-    client: httpx.Client, demo_queries: list[dict[str, Any]]
+    guarded_client: httpx.Client, demo_query_records: list[dict[str, Any]]
 ) -> None:
     """Identical requests racing on a cold cache. `groups` and `model` (the training signal)
     must be identical to the bit; `stats.coalitions` and `unique_queries` describe the request
     and must match too. `cache_hits`, `encoded` and `timings_ms` describe which of the racing
     requests computed and which found the others' scores already cached: they legitimately
     differ between the 20 and are only range-checked."""
-    body = svc.attribute_body(demo_queries, seed=4242, groups=2, responses=3)
+    body = svc.attribute_body(demo_query_records, seed=4242, groups=2, responses=3)
     with ThreadPoolExecutor(max_workers=20) as pool:
-        responses = list(pool.map(lambda _: client.post("/attribute", json=body), range(20)))
+        responses = list(
+            pool.map(lambda _: guarded_client.post("/attribute", json=body), range(20))
+        )
     assert [r.status_code for r in responses] == [200] * 20, [
         r.text[:200] for r in responses if r.status_code != 200
     ]
@@ -499,6 +508,6 @@ def test_twenty_identical_requests_at_once_get_identical_answers(
         stats = answer["stats"]
         assert 0 <= stats["cache_hits"] <= stats["unique_queries"]
     # A later repeat is all hits and still identical.
-    again = client.post("/attribute", json=body).json()
+    again = guarded_client.post("/attribute", json=body).json()
     assert svc.answer_part(again) == first
     assert again["stats"]["cache_hits"] == again["stats"]["unique_queries"]

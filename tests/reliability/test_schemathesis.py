@@ -4,7 +4,6 @@ no hangs). The example count is bounded so the whole module runs in about a minu
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-svc: Any = sys.modules["_ospo_tests_service_process"]  # loaded by conftest.py
+from tests.support import service_process as svc
 
 # Operations the contract (docs/API.md) defines; the schema may add more, never lack these.
 CONTRACT_OPERATIONS = {

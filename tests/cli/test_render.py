@@ -1,4 +1,4 @@
-"""service.credit_view: colours, tokens and the segment table, on hand-made responses."""
+"""service/cli/render.py: colours, tokens and the segment table, on hand-made responses."""
 
 from __future__ import annotations
 

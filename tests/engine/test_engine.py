@@ -1,81 +1,20 @@
-"""The request path of AttributionEngine: dedupe, one cache round trip, one encode, one
-search, determinism, estimator limits and the token-advantage invariants."""
+"""The request path of AttributionEngine (service/engine/engine.py), end to end on the
+hash-encoder retriever: dedupe, one cache round trip, one encode, one search, determinism,
+estimator limits, the token-advantage invariants and /reward's scoring."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
 
-from bench.naive import attribute_naive
 from service.attribution import estimate
-from service.cache import MemoryScoreCache
 from service.engine import AttributionEngine, EncodeBatcher, Limits
 from service.errors import InvalidRequest, TooManyCoalitions, UnknownQuery, UnknownRetriever
-from service.schemas import AttributeRequest, RewardRequest
-
-
-class CountingCache:
-    """A MemoryScoreCache that counts round trips."""
-
-    backend = "memory"
-    degraded = False
-
-    def __init__(self) -> None:
-        self.inner = MemoryScoreCache(10_000, None)
-        self.gets: list[int] = []
-        self.sets: list[int] = []
-
-    def get_many(self, keys: Sequence[str]) -> list[float | None]:
-        self.gets.append(len(keys))
-        return self.inner.get_many(keys)
-
-    def set_many(self, items: Mapping[str, float]) -> None:
-        self.sets.append(len(items))
-        self.inner.set_many(items)
-
-    def ping(self) -> bool:
-        return True
-
-
-def target_text(catalog, query_id: str) -> str:
-    attrs = catalog.query_attributes[query_id]
-    noun = attrs["category"].replace("-", " ").rstrip("s")
-    parts = [attrs.get("colour", ""), attrs.get("material", ""), noun]
-    extra = [attrs[key] for key in ("feature", "gender", "size", "brand") if key in attrs]
-    return " ".join(p for p in parts if p) + ", " + ", ".join(extra)
-
-
-def request_body(catalog, query_id: str = "demo-0000", **options) -> dict:
-    good = target_text(catalog, query_id)
-    texts = [
-        f"<think>the user wants a lamp</think><answer>please, {good}, thanks</answer>",
-        "<answer>I think something nice, thanks</answer>",
-        good,
-        "please help me, I think, thanks a lot, cheers",
-    ]
-    responses = []
-    for text in texts:
-        offsets = [(m.start(), m.end()) for m in __import__("re").finditer(r"\S+", text)]
-        responses.append({"text": text, "token_offsets": offsets})
-    return {
-        "groups": [{"id": "g0", "target": {"query_id": query_id}, "responses": responses}],
-        "options": {"max_width": 4, "max_coalitions": 24, "k": 50, **options},
-    }
-
-
-def run(engine: AttributionEngine, body: dict, **kwargs):
-    return asyncio.run(engine.attribute(AttributeRequest.model_validate(body), **kwargs))
-
-
-def numbers(response) -> list:
-    return [
-        (r.reward, r.advantage, [(s.value, s.credit) for s in r.segments], r.token_advantages)
-        for g in response.groups
-        for r in g.responses
-    ]
+from service.schemas import RewardRequest
+from tests.support.bodies import numbers, request_body, run
+from tests.support.registries import CountingCache
 
 
 def test_one_cache_round_trip_one_encode_one_search(registry, retriever, small_catalog):
@@ -124,21 +63,6 @@ def test_cache_false_bypasses_the_cache(registry, small_catalog):
     result = run(engine, request_body(small_catalog, cache=False))
     assert cache.gets == [] and cache.sets == []
     assert result.stats.cache_hits == 0
-
-
-def test_naive_mode_encodes_each_coalition_alone_and_agrees(
-    registry, retriever, small_catalog, cache
-):
-    engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(window_s=0))
-    body = request_body(small_catalog)
-    batched = run(engine, body)
-    retriever.encoder.calls.clear()
-    naive = asyncio.run(attribute_naive(engine, AttributeRequest.model_validate(body)))
-    assert retriever.encoder.calls == [1] * naive.stats.coalitions
-    assert naive.stats.cache_hits == 0
-    for a, b in zip(numbers(batched), numbers(naive), strict=True):
-        assert a[0] == pytest.approx(b[0], abs=1e-9)
-        assert [v for v, _ in a[2]] == pytest.approx([v for v, _ in b[2]], abs=1e-9)
 
 
 def test_same_request_same_seed_identical_numbers_without_cache(registry, small_catalog):

@@ -1,4 +1,6 @@
-"""Work of a client that disconnects is cancelled; work of a connected client completes."""
+"""service/api/deps.py, run_admitted: work of a client that disconnects is cancelled, work of a
+connected client completes, and past the admission queue the app answers 503 with
+Retry-After."""
 
 from __future__ import annotations
 
@@ -67,3 +69,28 @@ def test_connected_client_gets_the_result_and_errors_unwrapped():
             await run_while_connected(FakeRequest(None), failing())  # type: ignore[arg-type]
 
     asyncio.run(main())
+
+
+def test_overloaded_queue_answers_503_with_retry_after(make_client):
+    client = make_client(max_inflight=1, max_queue=0)
+    admission = client.app.state.ospo.services.admission
+    payload = {"groups": [{"target": {"query_id": "demo-0000"}, "responses": [{"text": "lamp"}]}]}
+
+    async def occupy() -> None:
+        await admission._slots.acquire()
+
+    async def release() -> None:
+        admission._slots.release()
+
+    # Hold the only work slot from the app's own event loop, then call from this thread.
+    client.portal.call(occupy)
+    try:
+        response = client.post("/attribute", json=payload)
+    finally:
+        client.portal.call(release)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "overloaded"
+    assert "max_queue=0" in response.json()["error"]["message"]
+    assert client.post("/attribute", json=payload).status_code == 200
+    assert "ospo_queue_depth 0.0" in client.get("/metrics").text

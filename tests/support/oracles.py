@@ -1,5 +1,8 @@
-"""Shared helpers for the attribution tests: the permutation-enumeration Shapley oracle, a
-partition checker for segmenters, and the real shopping queries from ../shared/data."""
+"""Oracles and real inputs for the attribution tests: the permutation-enumeration Shapley
+oracle, a partition checker for segmenters, and the real shopping queries from ../shared/data.
+
+Fixtures: `shapley_oracle`, `assert_partition`, `real_queries`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"  # next to the repo
 
 
 def shapley_by_permutations(n: int, v: Mapping[frozenset[int], float]) -> np.ndarray:

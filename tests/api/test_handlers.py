@@ -1,4 +1,5 @@
-"""Every limit and malformed input gets its 4xx naming the field, never a 500."""
+"""Every limit and malformed input gets its 4xx in the one error envelope naming the field,
+never a 500 (service/api/handlers.py; the body limit is the middleware's)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ SMALL_LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def limited(demo_data_dir):
+def limited(service_data_dir):
     from fastapi.testclient import TestClient
 
     from service.api import create_app
     from service.config import Settings
 
-    settings = Settings(data_dir=demo_data_dir, redis_url=None, **SMALL_LIMITS)
+    settings = Settings(data_dir=service_data_dir, redis_url=None, **SMALL_LIMITS)
     with TestClient(create_app(settings)) as started:
         yield started
 

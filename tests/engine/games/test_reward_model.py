@@ -1,64 +1,23 @@
-"""The reward-model game in the engine, against the loopback reward server: credit lands on
-the rewarded sentence, efficiency (Σφ = v(N) - v(∅)) for myerson/shapley, every distinct
-partial response is sent once per request and then served from the cache, sentence segments
-by default, and refusals that name the field."""
+"""The reward-model game (service/engine/games/reward_model.py) in the engine, against the
+loopback reward server: credit lands on the rewarded sentence, efficiency (Σφ = v(N) - v(∅))
+for myerson/shapley, every distinct partial response is sent once per request and then served
+from the cache, sentence segments by default, and refusals that name the field."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from service.attribution import estimate, segment
 from service.cache import MemoryScoreCache
-from bench.naive import attribute_naive
-from service.engine import AttributionEngine, EncodeBatcher
+from service.engine import AttributionEngine
 from service.errors import InvalidRequest
-from service.rewardmodel import RewardModelRegistry, RewardModelSpec, UnknownRewardModel
-from service.rewardmodel.remote import RemoteRewardModel
-from service.schemas import AttributeRequest
-
-PROMPT = "Write a short hotel review.\n"
-REVIEWS = [
-    "The hotel was near the station. The breakfast was delightful, I love it. The room was small.",
-    "The room was small. The staff were great. The view was plain.",
-    "It rained all week. The food was terrible. We left early.",
-    "We arrived late. Check-in took an hour.",
-]
-
-
-def engine_for(registry, url: str, cache=None, **spec) -> AttributionEngine:
-    values = {"name": "sentiment", "url": url, "retries": 0, "timeout_s": 5.0, **spec}
-    models = RewardModelRegistry({"sentiment": RemoteRewardModel(RewardModelSpec(**values))})
-    return AttributionEngine(
-        registry, cache, batcher=EncodeBatcher(window_s=0), reward_models=models
-    )
-
-
-def body_for(responses=REVIEWS, prompt=PROMPT, **options) -> dict:
-    return {
-        "groups": [
-            {
-                "id": "g0",
-                "prompt": prompt,
-                "target": {"reward_model": "sentiment"},
-                "responses": [
-                    {"text": text, "token_offsets": [[m, m + 1] for m in range(len(text))]}
-                    for text in responses
-                ],
-            }
-        ],
-        "options": {"explain": True, "max_coalitions": 64, **options},
-    }
-
-
-def run(engine: AttributionEngine, body: dict, **kwargs):
-    return asyncio.run(engine.attribute(AttributeRequest.model_validate(body), **kwargs))
+from service.rewardmodel import UnknownRewardModel
+from tests.support.bodies import REVIEWS, reward_model_body, reward_model_engine, run
 
 
 def empty_value(response) -> float:
@@ -70,7 +29,9 @@ def test_the_rewarded_sentence_gets_the_largest_credit(
     hash_registry, reward_server, estimator, reward_logit
 ):
     server = reward_server()
-    result = run(engine_for(hash_registry, server.url), body_for(estimator=estimator))
+    result = run(
+        reward_model_engine(hash_registry, server.url), reward_model_body(estimator=estimator)
+    )
     first = result.groups[0].responses[0]
     assert [s.text for s in first.segments] == [
         "The hotel was near the station.",
@@ -116,9 +77,9 @@ def test_efficiency_sum_of_values_is_v_n_minus_v_empty(
 ):
     server = reward_server()
     bounds = (-5.0, 10.0) if bounded else None
-    engine = engine_for(hash_registry, server.url, empty_value=empty, score_bounds=bounds)
+    engine = reward_model_engine(hash_registry, server.url, empty_value=empty, score_bounds=bounds)
     text = " ".join(" ".join(words).capitalize() + "." for words in sentences)
-    result = run(engine, body_for([text, "Fine."], estimator=estimator))
+    result = run(engine, reward_model_body([text, "Fine."], estimator=estimator))
     response = result.groups[0].responses[0]
     assert len(response.segments) == len(sentences)
     raw = reward_logit(text)
@@ -139,8 +100,8 @@ def test_efficiency_sum_of_values_is_v_n_minus_v_empty(
 def test_each_distinct_partial_response_is_sent_once_then_cached(hash_registry, reward_server):
     server = reward_server()
     cache = MemoryScoreCache(10_000, None)
-    engine = engine_for(hash_registry, server.url, cache=cache, batch_size=8)
-    body = body_for([*REVIEWS, REVIEWS[0]], estimator="myerson")
+    engine = reward_model_engine(hash_registry, server.url, cache=cache, batch_size=8)
+    body = reward_model_body([*REVIEWS, REVIEWS[0]], estimator="myerson")
     # A second group with the same prompt and overlapping responses, and one with another
     # prompt: partial responses repeat across responses and groups.
     repeat = {**body["groups"][0], "id": "g1", "responses": body["groups"][0]["responses"][:2]}
@@ -165,17 +126,23 @@ def test_each_distinct_partial_response_is_sent_once_then_cached(hash_registry, 
 def test_cache_keys_include_the_model_version(hash_registry, reward_server):
     server = reward_server()
     cache = MemoryScoreCache(10_000, None)
-    run(engine_for(hash_registry, server.url, cache=cache, version="v1"), body_for())
+    run(
+        reward_model_engine(hash_registry, server.url, cache=cache, version="v1"),
+        reward_model_body(),
+    )
     server.reset()
-    result = run(engine_for(hash_registry, server.url, cache=cache, version="v2"), body_for())
+    result = run(
+        reward_model_engine(hash_registry, server.url, cache=cache, version="v2"),
+        reward_model_body(),
+    )
     assert result.stats.cache_hits == 0 and server.attempts > 0
 
 
 def test_explain_reproduces_the_values_from_v_minus_v_empty(hash_registry, reward_server):
     server = reward_server()
-    engine = engine_for(hash_registry, server.url, score_bounds=(-5.0, 10.0))
+    engine = reward_model_engine(hash_registry, server.url, score_bounds=(-5.0, 10.0))
     for estimator in ("owen", "myerson", "shapley"):
-        result = run(engine, body_for(estimator=estimator))
+        result = run(engine, reward_model_body(estimator=estimator))
         for response in result.groups[0].responses:
             n = len(response.segments)
             table = {frozenset(c.members): c.value for c in response.coalitions}
@@ -188,14 +155,14 @@ def test_explain_reproduces_the_values_from_v_minus_v_empty(hash_registry, rewar
 
 def test_segmenter_defaults_to_sentence_unless_set(hash_registry, reward_server):
     server = reward_server()
-    engine = engine_for(hash_registry, server.url)
+    engine = reward_model_engine(hash_registry, server.url)
     text = "The breakfast was delightful and the staff were great with kids. The view was plain."
-    default = run(engine, body_for([text]))
+    default = run(engine, reward_model_body([text]))
     assert len(default.groups[0].responses[0].segments) == 2
     assert [s.text for s in default.groups[0].responses[0].segments] == [
         text[s:e] for s, e in segment(text, "sentence")
     ]
-    phrase = run(engine, body_for([text], segmenter="phrase"))
+    phrase = run(engine, reward_model_body([text], segmenter="phrase"))
     assert [s.text for s in phrase.groups[0].responses[0].segments] == [
         text[s:e] for s, e in segment(text, "phrase")
     ]
@@ -204,9 +171,9 @@ def test_segmenter_defaults_to_sentence_unless_set(hash_registry, reward_server)
 
 def test_span_limits_the_attributed_text(hash_registry, reward_server):
     server = reward_server()
-    engine = engine_for(hash_registry, server.url)
+    engine = reward_model_engine(hash_registry, server.url)
     text = "<think>I love it.</think> The view was plain. The food was terrible."
-    body = body_for([text])
+    body = reward_model_body([text])
     start = text.index(" The view")
     body["groups"][0]["responses"][0]["span"] = [start, len(text)]
     response = run(engine, body).groups[0].responses[0]
@@ -216,7 +183,7 @@ def test_span_limits_the_attributed_text(hash_registry, reward_server):
 
 def test_mixed_request_keeps_retrieval_numbers(hash_registry, reward_server):
     server = reward_server()
-    engine = engine_for(hash_registry, server.url, cache=MemoryScoreCache(10_000, None))
+    engine = reward_model_engine(hash_registry, server.url, cache=MemoryScoreCache(10_000, None))
     query_id = next(iter(hash_registry.get("default").catalog.labels))
     retrieval_group = {
         "id": "search",
@@ -224,7 +191,7 @@ def test_mixed_request_keeps_retrieval_numbers(hash_registry, reward_server):
         "responses": [{"text": "<answer>red cotton shirt for men, size m</answer>"}, {"text": "x"}],
     }
     alone = run(engine, {"groups": [retrieval_group], "options": {"cache": False}})
-    body = body_for()
+    body = reward_model_body()
     body["groups"].append(retrieval_group)
     body["options"]["cache"] = False
     mixed = run(engine, body)
@@ -235,61 +202,48 @@ def test_mixed_request_keeps_retrieval_numbers(hash_registry, reward_server):
     assert mixed.model.retriever == "default"
     assert [m.name for m in mixed.model.reward_models] == ["sentiment"]
     assert alone.model.reward_models is None
-    only_rm = run(engine, body_for())
+    only_rm = run(engine, reward_model_body())
     assert only_rm.model.retriever == "" and only_rm.model.reward_models[0].version
-
-
-def test_naive_mode_agrees_and_sends_one_query_per_call(hash_registry, reward_server):
-    server = reward_server()
-    engine = engine_for(hash_registry, server.url)
-    batched = run(engine, body_for(estimator="myerson"))
-    server.reset()
-    naive = asyncio.run(
-        attribute_naive(engine, AttributeRequest.model_validate(body_for(estimator="myerson")))
-    )
-    assert set(server.batches) == {1} and len(server.batches) == naive.stats.coalitions
-    for a, b in zip(batched.groups[0].responses, naive.groups[0].responses, strict=True):
-        assert [s.value for s in a.segments] == pytest.approx([s.value for s in b.segments])
 
 
 def test_empty_and_single_sentence_responses(hash_registry, reward_server, reward_logit):
     server = reward_server()
-    engine = engine_for(hash_registry, server.url)
-    result = run(engine, body_for(["   ", "I love it.", "Fine. Great."]))
+    engine = reward_model_engine(hash_registry, server.url)
+    result = run(engine, reward_model_body(["   ", "I love it.", "Fine. Great."]))
     blank, single, given_reward = result.groups[0].responses
     assert blank.segments == [] and blank.reward == pytest.approx(reward_logit(""))
     assert single.reward == pytest.approx(reward_logit("I love it."))
     assert single.segments[0].value == pytest.approx(reward_logit("I love it.") - reward_logit(""))
-    body = body_for(["I love it."])
+    body = reward_model_body(["I love it."])
     body["groups"][0]["responses"][0]["reward"] = 0.5
-    zero = engine_for(hash_registry, server.url, empty_value="zero")
+    zero = reward_model_engine(hash_registry, server.url, empty_value="zero")
     response = run(zero, body).groups[0].responses[0]
     assert response.reward == 0.5 and response.segments[0].value == 0.5
 
 
 def test_labels_reach_the_remote_model(hash_registry, reward_server):
     server = reward_server()
-    body = body_for(["Great."])
+    body = reward_model_body(["Great."])
     body["groups"][0]["target"]["label"] = "positive"
-    run(engine_for(hash_registry, server.url), body)
+    run(reward_model_engine(hash_registry, server.url), body)
     assert {label for b in server.bodies for label in b["labels"]} == {"positive"}
 
 
 def test_refusals_name_the_field(hash_registry, reward_server):
     server = reward_server()
-    engine = engine_for(hash_registry, server.url)
-    body = body_for()
+    engine = reward_model_engine(hash_registry, server.url)
+    body = reward_model_body()
     del body["groups"][0]["prompt"]
     with pytest.raises(InvalidRequest) as info:
         run(engine, body)
     assert info.value.field == "groups[0].prompt" and info.value.status == 422
-    assert run(engine, body_for(prompt="")).groups[0].responses[0].reward is not None
-    body = body_for()
+    assert run(engine, reward_model_body(prompt="")).groups[0].responses[0].reward is not None
+    body = reward_model_body()
     body["groups"][0]["pool"] = ["P1"]
     with pytest.raises(InvalidRequest) as info:
         run(engine, body)
     assert info.value.field == "groups[0].pool"
-    body = body_for()
+    body = reward_model_body()
     body["groups"][0]["target"] = {"reward_model": "nope"}
     with pytest.raises(UnknownRewardModel) as info:
         run(engine, body)
@@ -297,21 +251,5 @@ def test_refusals_name_the_field(hash_registry, reward_server):
     assert "sentiment" in info.value.message
     without = AttributionEngine(hash_registry, None)
     with pytest.raises(UnknownRewardModel):
-        run(without, body_for())
+        run(without, reward_model_body())
     assert server.attempts == 1  # only the prompt="" request reached the model
-
-
-@pytest.mark.parametrize(
-    "target",
-    [
-        {"reward_model": "sentiment", "query_id": "demo-0000"},
-        {"reward_model": "sentiment", "relevant": {"P1": 1.0}},
-        {"query_id": "demo-0000", "label": "positive"},
-        {},
-    ],
-)
-def test_target_needs_exactly_one_kind(target):
-    with pytest.raises(ValidationError):
-        AttributeRequest.model_validate(
-            {"groups": [{"target": target, "prompt": "", "responses": [{"text": "x"}]}]}
-        )
