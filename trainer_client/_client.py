@@ -37,7 +37,7 @@ from ._wire import (
     parse_retrievers,
     parse_reward_result,
     parse_search,
-    reward_body,
+    reward_call,
     search_call,
     split_groups,
 )
@@ -222,10 +222,23 @@ class AttributionClient(_BaseClient):
         )
 
     def reward(
-        self, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str]
+        self,
+        queries: Sequence[str],
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        retriever: str | None = None,
+        k: int | None = None,
+        depth: int | None = None,
+        query_tag: str | None = None,
     ) -> RewardResult:
-        """Scalar rewards in OpenRLHF's remote reward model protocol (``POST /reward``)."""
-        call = _Call("POST", "/reward", json=reward_body(queries, prompts, labels))
+        """Scalar rewards in OpenRLHF's remote reward model protocol (``POST /reward``).
+
+        ``retriever``, ``k``, ``depth`` and ``query_tag`` default to the service's; give the
+        values your ``/attribute`` options use, so both score the same game."""
+        call = reward_call(
+            queries, prompts, labels, retriever=retriever, k=k, depth=depth, query_tag=query_tag
+        )
         return parse_reward_result(_json(self._send(call)))
 
     def retrievers(self) -> list[RetrieverInfo]:
@@ -341,9 +354,19 @@ class AsyncAttributionClient(_BaseClient):
         )
 
     async def reward(
-        self, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str]
+        self,
+        queries: Sequence[str],
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        retriever: str | None = None,
+        k: int | None = None,
+        depth: int | None = None,
+        query_tag: str | None = None,
     ) -> RewardResult:
-        call = _Call("POST", "/reward", json=reward_body(queries, prompts, labels))
+        call = reward_call(
+            queries, prompts, labels, retriever=retriever, k=k, depth=depth, query_tag=query_tag
+        )
         return parse_reward_result(_json(await self._send(call)))
 
     async def retrievers(self) -> list[RetrieverInfo]:

@@ -49,6 +49,7 @@ __all__ = [
     "parse_search",
     "response_to_json",
     "reward_body",
+    "reward_call",
     "search_call",
     "split_groups",
 ]
@@ -295,6 +296,25 @@ def reward_body(
     if not len(queries) == len(prompts) == len(labels):
         raise ValueError("queries, prompts and labels must have the same length")
     return {"query": list(queries), "prompts": list(prompts), "labels": list(labels)}
+
+
+def reward_call(
+    queries: Sequence[str],
+    prompts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    retriever: str | None = None,
+    k: int | None = None,
+    depth: int | None = None,
+    query_tag: str | None = None,
+) -> _Call:
+    """``POST /reward``; the game's parameters left None take the service's defaults. Pass
+    the ones ``/attribute`` uses, so the scalar reward and the coalition values are one game."""
+    given = {"retriever": retriever, "k": k, "depth": depth, "query_tag": query_tag}
+    params = {name: value for name, value in given.items() if value is not None}
+    return _Call(
+        "POST", "/reward", json=reward_body(queries, prompts, labels), params=params or None
+    )
 
 
 def parse_reward_result(body: Any) -> RewardResult:

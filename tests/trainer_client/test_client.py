@@ -377,3 +377,12 @@ def test_retry_budget_bounds_the_time_spent_retrying(fake_service, reply, make_g
     assert len(fake_service.requests) == 4
     with pytest.raises(ValueError):
         tc.RetryPolicy(max_retries=None)
+
+
+def test_reward_sends_the_game_parameters_it_is_given(fake_service, sleeps):
+    with make_client(fake_service, sleeps) as client:
+        client.reward(["abc"], ["p"], ["q1"])
+        client.reward(["abc"], ["p"], ["q1"], retriever="mpnet", k=5, depth=50, query_tag="search")
+    plain, game = (request.url.params for request in fake_service.requests)
+    assert dict(plain) == {}
+    assert dict(game) == {"retriever": "mpnet", "k": "5", "depth": "50", "query_tag": "search"}

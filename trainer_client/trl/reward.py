@@ -3,11 +3,9 @@
 
 ``GRPOTrainer`` needs reward functions even when OSPO supplies the advantages: their scalar
 rewards set each group's advantage Â (``send_reward``) and are the fallback when a group
-cannot be attributed. This one plays the same retrieval game as ``/attribute`` as long as
-both use the service's default retriever and ``k`` (``/reward`` takes them as URL
-parameters, which this function does not set); with another retriever or ``k`` in
-``AdapterSettings.options``, use ``send_reward=False`` (the service then computes the reward
-itself) or a reward function of your own.
+cannot be attributed. Give it the same ``Options`` as ``AdapterSettings.options``: their
+``retriever``, ``k``, ``depth`` and ``query_tag`` go to ``/reward``, so the scalar reward and
+the coalition values are one game.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._client import AttributionClient
+from .._types import Options
 
 __all__ = ["OspoReward"]
 
@@ -27,9 +26,16 @@ class OspoReward:
 
     __name__ = "ospo_ndcg"  # TRL names a reward function (its metrics) by __name__
 
-    def __init__(self, client: AttributionClient | str, *, label_column: str = "label") -> None:
+    def __init__(
+        self,
+        client: AttributionClient | str,
+        *,
+        label_column: str = "label",
+        options: Options | None = None,
+    ) -> None:
         self.client = AttributionClient(client) if isinstance(client, str) else client
         self.label_column = label_column
+        self.options = options or Options()
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
@@ -42,7 +48,17 @@ class OspoReward:
         labels = [_label_text(label) for label in kwargs[self.label_column]]
         texts = [_completion_text(c) for c in completions]
         # The completion alone is the response: no prompt for /reward to strip.
-        return list(self.client.reward(texts, [""] * len(texts), labels).rewards)
+        game = self.options
+        result = self.client.reward(
+            texts,
+            [""] * len(texts),
+            labels,
+            retriever=game.retriever,
+            k=game.k,
+            depth=game.depth,
+            query_tag=game.query_tag,
+        )
+        return list(result.rewards)
 
 
 def _completion_text(completion: Any) -> str:

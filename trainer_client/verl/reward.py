@@ -6,9 +6,10 @@ docs/TRAINERS.md), so verl's scalar rewards and OSPO's coalition values are one 
     reward.custom_reward_function.name=compute_score
     +reward.custom_reward_function.reward_kwargs.url=http://OSPO_HOST:8000
 
-``/reward`` scores with the service's default retriever and ``k``; keep
-``algorithm.ospo.retriever``/``k`` unset with it (or score with your own function). verl calls
-this in its reward workers, one response at a time; clients are kept per URL and process.
+Give it the game's parameters that ``algorithm.ospo`` sets (``+reward.custom_reward_function.
+reward_kwargs.retriever=...``, ``k``, ``depth``, ``query_tag``), so ``/reward`` scores the same
+game as ``/attribute``. verl calls this in its reward workers, one response at a time;
+clients are kept per URL and process.
 """
 
 from __future__ import annotations
@@ -32,13 +33,21 @@ def compute_score(
     extra_info: Any = None,
     *,
     url: str,
+    retriever: str | None = None,
+    k: int | None = None,
+    depth: int | None = None,
+    query_tag: str | None = None,
     **kwargs: Any,
 ) -> float:
-    """verl's ``compute_score`` contract; ``url`` comes from ``reward_kwargs``."""
+    """verl's ``compute_score`` contract; ``url`` (and the game's parameters) come from
+    ``reward_kwargs``."""
     with _lock:
         client = _clients.get(url)
         if client is None:
             client = _clients[url] = AttributionClient(url)
     label = ground_truth if isinstance(ground_truth, str) else json.dumps(ground_truth)
     # The decoded response alone: no prompt for /reward to strip.
-    return float(client.reward([solution_str], [""], [label]).rewards[0])
+    result = client.reward(
+        [solution_str], [""], [label], retriever=retriever, k=k, depth=depth, query_tag=query_tag
+    )
+    return float(result.rewards[0])

@@ -230,3 +230,18 @@ def test_ospo_reward_is_the_service_ndcg_of_the_completion(live_service):
     )
     assert rewards == pytest.approx([r.reward for r in answer.groups[0].responses])
     assert rewards[0] > 0
+
+
+def test_ospo_reward_plays_the_game_of_its_options(live_service):
+    completions = ["<think>hmm</think><search>cotton cardigan for women</search>"]
+    options = tc.Options(k=3, depth=20, query_tag="search")
+    rewards = OspoReward(live_service, options=options)(["p"], completions, label=["demo-0000"])
+    group = tc.Group(
+        id="g",
+        target=tc.Target(query_id="demo-0000"),
+        responses=[tc.Response(text=completions[0])],
+    )
+    answer = tc.AttributionClient(live_service).attribute([group], options)
+    assert rewards == pytest.approx([answer.groups[0].responses[0].reward])
+    default = OspoReward(live_service)(["p"], completions, label=["demo-0000"])
+    assert default != rewards  # the default tag (<answer>) finds no query here
