@@ -20,16 +20,15 @@ seed is ``seed + global_step``; without it, steps are counted from 0).
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.machinery
 import logging
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from .._import_hook import AfterImport
 from ..adapter import OspoAdapter
 from .core import assign_advantages, group_keys
 from .settings import (
@@ -56,7 +55,7 @@ class _State:
     settings: PluginSettings | None = None
     adapter: OspoAdapter | None = None
     originals: dict[tuple[type, str], Callable[..., Any]] = field(default_factory=dict)
-    finder: _PatchOnImport | None = None
+    finder: AfterImport | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -76,7 +75,9 @@ def install(settings: PluginSettings | None = None) -> None:
         _state.settings = resolved
         _close_adapter()
         if _state.finder is None:
-            _state.finder = _PatchOnImport()
+            _state.finder = AfterImport(
+                {name: _when_installed(patch) for name, patch in _PATCHES.items()}
+            )
             sys.meta_path.insert(0, _state.finder)
         for name, patch in _PATCHES.items():
             module = sys.modules.get(name)
@@ -220,45 +221,12 @@ def _args_getter(maker: Any, estimator: str | None) -> Callable[[str], Any]:
 # --------------------------------------------------------------------------- the import hook
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds the modules of ``_PATCHES`` through the other finders, and patches each right
-    after it has executed."""
+def _when_installed(patch: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:
+    """Patch a module the import hook found, unless the plug-in was uninstalled meanwhile."""
 
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _PATCHES:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or isinstance(finder, _PatchOnImport):
-                continue
-            find_spec = getattr(finder, "find_spec", None)
-            if find_spec is None:
-                continue
-            spec = find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, _PATCHES[fullname])
-                return spec  # type: ignore[no-any-return]
-        return None
-
-
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any, patch: Callable[[ModuleType], None]) -> None:
-        self._loader = loader
-        self._patch = patch
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)  # type: ignore[no-any-return]
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
+    def run(module: ModuleType) -> None:
         with _state.lock:
             if _state.settings is not None:
-                self._patch(module)
+                patch(module)
 
-    def __getattr__(self, name: str) -> Any:
-        # get_source, get_filename, is_package, ...: whatever the real loader offers.
-        return getattr(self._loader, name)
+    return run

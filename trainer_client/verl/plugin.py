@@ -17,15 +17,15 @@ or at once when those modules are already loaded. verl swallows a plug-in's impo
 
 from __future__ import annotations
 
+import functools
 import importlib
-import importlib.abc
-import importlib.machinery
 import logging
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+
+from .._import_hook import AfterImport
 
 __all__ = ["install", "register_estimator", "register_trainers"]
 
@@ -58,13 +58,25 @@ _HOOKS: dict[str, Callable[[ModuleType], None]] = {
 
 def install() -> None:
     """Register now what is loaded, and the rest as soon as it loads (idempotent)."""
+    global _finder
     with _lock:
-        if not any(isinstance(f, _RegisterOnImport) for f in sys.meta_path):
-            sys.meta_path.insert(0, _RegisterOnImport())
+        if _finder is None or _finder not in sys.meta_path:
+            _finder = AfterImport(
+                {name: functools.partial(_run_locked, name, hook) for name, hook in _HOOKS.items()}
+            )
+            sys.meta_path.insert(0, _finder)
         for name, hook in _HOOKS.items():
             module = sys.modules.get(name)
             if module is not None and not _initialising(module):
                 _run(name, hook, module)
+
+
+_finder: AfterImport | None = None
+
+
+def _run_locked(name: str, hook: Callable[[ModuleType], None], module: ModuleType) -> None:
+    with _lock:
+        _run(name, hook, module)
 
 
 def _initialising(module: ModuleType) -> bool:
@@ -78,47 +90,6 @@ def _run(name: str, hook: Callable[[ModuleType], None], module: ModuleType) -> N
     except Exception:
         logger.exception("the OSPO verl plug-in could not register after %s loaded", name)
         raise
-
-
-class _RegisterOnImport(importlib.abc.MetaPathFinder):
-    """Finds the modules of ``_HOOKS`` through the other finders, and runs the hook right
-    after the module has executed."""
-
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _HOOKS:
-            return None
-        for finder in sys.meta_path:
-            if isinstance(finder, _RegisterOnImport):
-                continue
-            find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(fullname, path, target) if find_spec is not None else None
-            if spec is not None and spec.loader is not None:
-                spec.loader = _HookedLoader(spec.loader, fullname)
-                return spec  # type: ignore[no-any-return]
-        return None
-
-
-class _HookedLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any, name: str) -> None:
-        self._loader = loader
-        self._name = name
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)  # type: ignore[no-any-return]
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        with _lock:
-            _run(self._name, _HOOKS[self._name], module)
-
-    def __getattr__(self, name: str) -> Any:
-        # get_source, get_filename, is_package, ...: whatever the real loader offers.
-        return getattr(self._loader, name)
 
 
 install()
