@@ -1,7 +1,8 @@
 """ospo trainer client: typed HTTP clients for the OSPO attribution service and token offsets
 for a trainer's own tokens (this namespace); the adapter core every trainer adapter shares
-(``trainer_client.adapter``); the OpenRLHF plug-in (``trainer_client.openrlhf``, which imports
-openrlhf and torch only when OpenRLHF itself loads its experience maker).
+(``trainer_client.adapter``); and the trainer adapters built on it, each importing its trainer
+only when used: OpenRLHF (``trainer_client.openrlhf``), TRL (``trainer_client.trl``) and verl
+(``trainer_client.verl``, loaded by verl's plug-in entry point).
 
 Depends on httpx only; never imports the service. How to train with it: docs/TRAINERS.md.
 """
