@@ -63,10 +63,25 @@ def clean_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[st
     return env
 
 
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
 def demo_index_dir(data_dir: Path) -> Path | None:
-    """The MiniLM flat index the registry cached under data_dir, when it exists."""
-    found = sorted(Path(data_dir).glob("indexes/demo-*/manifest.json"))
-    return found[0].parent if found else None
+    """The default retriever's index (MiniLM, flat, torch backend) the registry cached under
+    data_dir, when it exists. A shared data dir may hold other indexes of the demo catalog
+    too (hash encoders, BM25, ONNX backends): they are not it."""
+    for manifest in sorted(Path(data_dir).glob("indexes/demo-*/manifest.json")):
+        try:
+            fields = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (
+            fields.get("encoder") == DEFAULT_ENCODER
+            and fields.get("index_type") == "flat"
+            and fields.get("backend") in (None, "torch")
+        ):
+            return manifest.parent
+    return None
 
 
 def ensure_demo_index(data_dir: Path) -> Path:
