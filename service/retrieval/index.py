@@ -2,10 +2,15 @@
 
 An index directory holds ``index.faiss`` (always a CPU index on disk), ``ids.json`` (row ->
 product id) and ``manifest.json`` (encoder, dimension, normalisation, catalog name and hash,
-index type, size, format and a version hash of encoder + catalog hash + index type + format).
-Vectors are L2-normalised and every index uses inner product, so scores are cosines.
-Loading checks everything it can and fails with `IndexLoadError`: one line naming the file
-and the problem.
+index type, size, format, the encoder backend and a version hash of all that). Vectors are
+L2-normalised and every index uses inner product, so scores are cosines. Loading checks
+everything it can and fails with `IndexLoadError`: one line naming the file and the problem.
+
+Backends other than PyTorch ("onnx", "onnx-int8", "remote") write format 2 manifests that
+also record the quantisation, the exporter's versions and a checksum of the encoder artifact;
+an ONNX index carries its encoder in ``encoder/`` next to the index, so the model that encoded
+the documents is the one that encodes the queries. PyTorch indexes keep format 1 and their
+version hash, so indexes built before backends existed load unchanged (same cache keys).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import math
 import shutil
 import tempfile
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ import faiss as _faiss
 import numpy as np
 from tqdm import tqdm
 
+from service.retrieval.backends import TORCH, encoder_record
 from service.retrieval.catalog import Catalog, replace_dir
 from service.retrieval.encoder import Encoder, canonical_encoder_name
 
@@ -36,7 +42,10 @@ logger = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"
 MANIFEST_FILE = "manifest.json"
-INDEX_FORMAT = 1
+ENCODER_DIR = "encoder"
+INDEX_FORMAT = 2
+"""The newest manifest format this version reads and writes (format 1: torch-only fields)."""
+TORCH_INDEX_FORMAT = 1
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
@@ -57,9 +66,21 @@ class IndexBuildError(ValueError):
     """An index cannot be built from the given catalog and options."""
 
 
-def index_version(encoder: str, catalog_hash: str, index_type: str, fmt: int = INDEX_FORMAT) -> str:
-    payload = "\x00".join((canonical_encoder_name(encoder), catalog_hash, index_type, str(fmt)))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+def index_version(
+    encoder: str,
+    catalog_hash: str,
+    index_type: str,
+    fmt: int = TORCH_INDEX_FORMAT,
+    backend: str = TORCH,
+    encoder_checksum: str = "",
+) -> str:
+    """The version hash (part of every cache key). PyTorch indexes hash exactly what they did
+    before backends existed; any other backend adds itself and its artifact's checksum, so an
+    int8 index never shares cached scores with an fp32 one."""
+    parts = [canonical_encoder_name(encoder), catalog_hash, index_type, str(fmt)]
+    if backend != TORCH:
+        parts += [backend, encoder_checksum]
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -73,16 +94,35 @@ class IndexManifest:
     size: int
     version: str
     format: int
+    backend: str = TORCH
+    """How the documents (and so the queries) are encoded: torch | onnx | onnx-int8 | remote,
+    or bm25 for a lexical index."""
+    quantization: str = "none"
+    encoder_checksum: str = ""
+    """sha256 of the encoder artifact (ONNX model + tokenizer + pooling) the index was built with."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Backend specifics: exporter versions and agreement probe (onnx), the served model name
+    (remote), scoring parameters (bm25)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.format <= TORCH_INDEX_FORMAT:
+            for name in _FORMAT2_FIELDS:
+                data.pop(name)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> IndexManifest:
-        missing = [f.name for f in fields(cls) if f.name not in data]
+        required = [f.name for f in fields(cls) if f.name not in _FORMAT2_FIELDS]
+        if isinstance(data.get("format"), int) and data["format"] >= 2:
+            required += list(_FORMAT2_FIELDS)
+        missing = [name for name in required if name not in data]
         if missing:
             raise IndexLoadError(f"index manifest {source} lacks field(s): {', '.join(missing)}")
         try:
+            details = data.get("details", {})
+            if not isinstance(details, dict):
+                raise TypeError("details")
             return cls(
                 encoder=str(data["encoder"]),
                 dim=int(data["dim"]),
@@ -93,9 +133,26 @@ class IndexManifest:
                 size=int(data["size"]),
                 version=str(data["version"]),
                 format=int(data["format"]),
+                backend=str(data.get("backend", TORCH)),
+                quantization=str(data.get("quantization", "none")),
+                encoder_checksum=str(data.get("encoder_checksum", "")),
+                details=dict(details),
             )
         except (TypeError, ValueError):
             raise IndexLoadError(f"index manifest {source} has a field of the wrong type") from None
+
+    def expected_version(self) -> str:
+        return index_version(
+            self.encoder,
+            self.catalog_hash,
+            self.index_type,
+            self.format,
+            self.backend,
+            self.encoder_checksum,
+        )
+
+
+_FORMAT2_FIELDS = ("backend", "quantization", "encoder_checksum", "details")
 
 
 def _ivf_nprobe(nlist: int) -> int:
@@ -243,6 +300,10 @@ def build_index(
         )
     index = _new_faiss_index(index_type, np.ascontiguousarray(vectors, dtype=np.float32))
     catalog_hash = catalog.fingerprint()
+    record = encoder_record(encoder)
+    backend = record.backend if record else TORCH
+    fmt = TORCH_INDEX_FORMAT if record is None else INDEX_FORMAT
+    checksum = record.checksum if record else ""
     manifest = IndexManifest(
         encoder=canonical_encoder_name(encoder.name),
         dim=encoder.dim,
@@ -251,12 +312,20 @@ def build_index(
         catalog_hash=catalog_hash,
         index_type=index_type,
         size=len(ids),
-        version=index_version(encoder.name, catalog_hash, index_type),
-        format=INDEX_FORMAT,
+        version=index_version(encoder.name, catalog_hash, index_type, fmt, backend, checksum),
+        format=fmt,
+        backend=backend,
+        quantization=record.quantization if record else "none",
+        encoder_checksum=checksum,
+        details=dict(record.details) if record else {},
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        if record is not None and record.artifact_dir is not None:
+            # The encoder travels with the index: loading it later needs no export step and
+            # cannot pick up a different model than the one that encoded the documents.
+            shutil.copytree(record.artifact_dir, tmp / ENCODER_DIR)
         faiss.write_index(index, str(tmp / INDEX_FILE))
         (tmp / IDS_FILE).write_text(json.dumps(ids), encoding="utf-8")
         (tmp / MANIFEST_FILE).write_text(
@@ -267,7 +336,10 @@ def build_index(
         elif not _publish_new(tmp, out):
             logger.info("index %s appeared while building; using it", out)
             return load_index(
-                out, expected_encoder=manifest.encoder, expected_catalog_hash=catalog_hash
+                out,
+                expected_encoder=manifest.encoder,
+                expected_catalog_hash=catalog_hash,
+                expected_backend=backend,
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -301,46 +373,68 @@ def _read_json(path: Path, what: str) -> Any:
         raise IndexLoadError(f"{what} {path} is not valid JSON ({type(exc).__name__})") from None
 
 
-def load_index(
-    path: Path | str,
-    expected_encoder: str | None = None,
-    expected_catalog_hash: str | None = None,
-) -> VectorIndex:
-    """Load an index directory, checking the manifest against the configured encoder (and
-    catalog, when given) and the files against each other."""
-    root = Path(path)
+def read_manifest(root: Path, index_types: tuple[str, ...] = INDEX_TYPES) -> IndexManifest:
+    """The checked manifest of an index directory (IndexLoadError with one line otherwise)."""
     if not root.is_dir():
         raise IndexLoadError(f"index directory {root} does not exist")
     manifest_path = root / MANIFEST_FILE
     raw = _read_json(manifest_path, "index manifest")
     if not isinstance(raw, dict):
         raise IndexLoadError(f"index manifest {manifest_path} is not a JSON object")
-    manifest = IndexManifest.from_dict(raw, manifest_path)
-    if manifest.format > INDEX_FORMAT:
+    fmt = raw.get("format")
+    if isinstance(fmt, int) and fmt > INDEX_FORMAT:
         raise IndexLoadError(
-            f"index at {root} has format {manifest.format}; this version of ospo reads format {INDEX_FORMAT}"
+            f"index at {root} has format {fmt}; this version of ospo reads formats up to {INDEX_FORMAT}"
         )
-    if manifest.index_type not in INDEX_TYPES:
+    manifest = IndexManifest.from_dict(raw, manifest_path)
+    if manifest.index_type not in index_types:
         raise IndexLoadError(
             f"index manifest {manifest_path} names unknown index type {manifest.index_type!r}"
         )
-    if manifest.version != index_version(
-        manifest.encoder, manifest.catalog_hash, manifest.index_type, manifest.format
-    ):
+    if manifest.version != manifest.expected_version():
         raise IndexLoadError(
             f"index manifest {manifest_path} is inconsistent: its version hash does not match its fields"
         )
+    return manifest
+
+
+def check_manifest(
+    manifest: IndexManifest,
+    root: Path,
+    expected_encoder: str | None = None,
+    expected_catalog_hash: str | None = None,
+    expected_backend: str | None = None,
+) -> None:
+    """IndexMismatchError (one line) when the index was built for another configuration."""
     if expected_encoder is not None:
         wanted = canonical_encoder_name(expected_encoder)
         if wanted != manifest.encoder:
             raise IndexMismatchError(
                 f"index at {root} was built with encoder {manifest.encoder}, but the retriever is configured with {wanted}"
             )
+    if expected_backend is not None and expected_backend != manifest.backend:
+        raise IndexMismatchError(
+            f"index at {root} was built with the {manifest.backend} backend, but the retriever is configured with backend {expected_backend}"
+        )
     if expected_catalog_hash is not None and expected_catalog_hash != manifest.catalog_hash:
         raise IndexMismatchError(
             f"index at {root} was built over catalog {manifest.catalog} ({manifest.catalog_hash[:12]}), "
             f"but the retriever's catalog has hash {expected_catalog_hash[:12]}"
         )
+
+
+def load_index(
+    path: Path | str,
+    expected_encoder: str | None = None,
+    expected_catalog_hash: str | None = None,
+    expected_backend: str | None = None,
+) -> VectorIndex:
+    """Load an index directory, checking the manifest against the configured encoder, backend
+    and catalog (each when given) and the files against each other."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    check_manifest(manifest, root, expected_encoder, expected_catalog_hash, expected_backend)
+    manifest_path = root / MANIFEST_FILE
 
     ids_path = root / IDS_FILE
     ids = _read_json(ids_path, "index id map")

@@ -1,9 +1,16 @@
 """Retrievers (encoder + index + catalog) and the registry the service hosts them in.
 
 `RetrieverRegistry.load` builds each missing index once under
-``<data_dir>/indexes/<catalog>-<short hash of (encoder, catalog hash, index type)>`` (built in
-a temporary directory and renamed, so concurrent starts never see half an index), loads it,
-and warms the retriever up with one search.
+``<data_dir>/indexes/<catalog>-<short hash of (encoder, catalog hash, index type[, backend])>``
+(built in a temporary directory and renamed, so concurrent starts never see half an index),
+loads it, and warms the retriever up with one search.
+
+A retriever is dense (`kind = "dense"`: an encoder and a faiss index; the encoder runs on the
+`backend` torch, onnx, onnx-int8 or remote) or lexical (`kind = "bm25"`: BM25 over the product
+text; its `encoder` is the stand-in of service.retrieval.lexical and its index also answers
+`search_texts`). The documents of an index are always encoded by the backend that encodes
+its queries: an ONNX index carries its export, a remote one records the served model name,
+and loading an index under another backend refuses with one line.
 """
 
 from __future__ import annotations
@@ -14,20 +21,38 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from service.retrieval.backends import (
+    BACKENDS,
+    BM25,
+    ONNX_BACKENDS,
+    REMOTE,
+    TORCH,
+)
 from service.retrieval.build import load_catalog_source
 from service.retrieval.catalog import Catalog
-from service.retrieval.encoder import MINILM, Encoder, canonical_encoder_name, load_encoder
+from service.retrieval.encoder import (
+    MINILM,
+    Encoder,
+    EncoderLoadError,
+    canonical_encoder_name,
+    load_encoder,
+)
 from service.retrieval.index import (
+    ENCODER_DIR,
     INDEX_TYPES,
     IndexLoadError,
+    IndexMismatchError,
     VectorIndex,
     build_index,
     load_index,
 )
+
+if TYPE_CHECKING:
+    from service.retrieval.lexical import LexicalIndex
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +68,10 @@ class UnknownRetrieverError(LookupError):
         )
 
 
+DENSE = "dense"
+KINDS = (DENSE, BM25)
+
+
 @dataclass(frozen=True)
 class RetrieverSpec:
     name: str = "default"
@@ -50,24 +79,110 @@ class RetrieverSpec:
     catalog: str = "demo"
     index_type: str = "flat"
     index_dir: str | None = None
+    kind: str = DENSE
+    """dense (encoder + faiss) | bm25 (lexical; encoder, backend and index_type do not apply)."""
+    backend: str = TORCH
+    """torch | onnx | onnx-int8 | remote: how queries *and* documents are encoded."""
+    remote_url: str | None = None
+    """backend remote: the server's base URL (…/v1/embeddings is accepted too)."""
+    remote_model: str | None = None
+    """backend remote: the model name the server serves (default: `encoder`)."""
+    remote_batch_size: int = 32
+    remote_timeout_s: float = 30.0
+    remote_retries: int = 2
+    remote_concurrency: int = 4
+    remote_api_key_env: str | None = None
+    """backend remote: the environment variable holding the server's API key, if it needs one."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"retriever {self.name!r}: kind {self.kind!r} is not one of {', '.join(KINDS)}"
+            )
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"retriever {self.name!r}: backend {self.backend!r} is not one of {', '.join(BACKENDS)}"
+            )
+        if self.kind == BM25:
+            if self.backend != TORCH:
+                raise ValueError(
+                    f"retriever {self.name!r}: backend applies to dense retrievers, not kind bm25"
+                )
+            if self.index_type not in ("flat", BM25):
+                raise ValueError(
+                    f"retriever {self.name!r}: index_type applies to dense retrievers, not kind bm25"
+                )
+        elif self.index_type not in INDEX_TYPES:
+            raise ValueError(
+                f"retriever {self.name!r}: index type {self.index_type!r} is not one of {', '.join(INDEX_TYPES)}"
+            )
+        if self.backend == REMOTE and not self.remote_url:
+            raise ValueError(f"retriever {self.name!r}: backend remote needs remote_url")
+        if self.backend != REMOTE and self.remote_url:
+            raise ValueError(
+                f"retriever {self.name!r}: remote_url is set but backend is {self.backend}"
+            )
+        if (
+            self.remote_batch_size < 1
+            or self.remote_concurrency < 1
+            or self.remote_retries < 0
+            or not self.remote_timeout_s > 0
+        ):
+            raise ValueError(
+                f"retriever {self.name!r}: remote_batch_size and remote_concurrency must be >= 1, "
+                "remote_retries >= 0 and remote_timeout_s > 0"
+            )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> RetrieverSpec:
         """One entry of a retrievers config file ("index" is accepted for "index_type")."""
-        known = {f.name for f in fields(cls)}
-        values = {key: data[key] for key in known if data.get(key) is not None}
+        types = {f.name: f.type for f in fields(cls)}
+        values = {key: data[key] for key in types if data.get(key) is not None}
         if "index_type" not in values and data.get("index") is not None:
             values["index_type"] = data["index"]
-        unknown = set(data) - known - {"index"}
+        unknown = set(data) - set(types) - {"index"}
         if unknown:
             raise ValueError(f"retriever config has unknown field(s): {', '.join(sorted(unknown))}")
-        return cls(**{key: str(value) for key, value in values.items()})
+        converted: dict[str, Any] = {}
+        for key, value in values.items():
+            kind = str(types[key])
+            try:
+                if kind == "int":
+                    if isinstance(value, bool) or float(value) != int(value):
+                        raise ValueError
+                    converted[key] = int(value)
+                elif kind == "float":
+                    if isinstance(value, bool):
+                        raise ValueError
+                    converted[key] = float(value)
+                else:
+                    converted[key] = str(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"retriever config field {key} must be {kind}, not {value!r}"
+                ) from None
+        return cls(**converted)
+
+
+class SearchIndex(Protocol):
+    """What a retriever needs of an index: faiss (VectorIndex) or BM25 (LexicalIndex)."""
+
+    manifest: Any
+    ids: list[str]
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class Retriever:
-    """Search over one catalog with one encoder. Thread-safe (encoders and faiss searches are)."""
+    """Search over one catalog with one encoder. Thread-safe (encoders and searches are)."""
 
-    def __init__(self, name: str, encoder: Encoder, index: VectorIndex, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        name: str,
+        encoder: Encoder,
+        index: VectorIndex | LexicalIndex,
+        catalog: Catalog,
+    ) -> None:
         self.name = name
         self.encoder = encoder
         self.index = index
@@ -75,14 +190,36 @@ class Retriever:
 
     @property
     def version(self) -> str:
-        return self.index.manifest.version
+        return str(self.index.manifest.version)
+
+    @property
+    def backend(self) -> str:
+        return str(self.index.manifest.backend)
+
+    @property
+    def lexical(self) -> bool:
+        """True for BM25: `index.search_texts(texts, k)` is the search (no vectors)."""
+        return self.index.manifest.backend == BM25
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode(texts)
 
     def search_vectors(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Per query row: (product id, score) best first; rows the index could not fill are dropped."""
-        scores, rows = self.index.search(vectors, k)
+        return self._hits(*self.index.search(vectors, k))
+
+    def search(self, texts: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        if self.lexical:
+            return self._hits(*self._lexical_index().search_texts(texts, k))
+        return self.search_vectors(self.encode(texts), k)
+
+    def _lexical_index(self) -> LexicalIndex:
+        from service.retrieval.lexical import LexicalIndex
+
+        assert isinstance(self.index, LexicalIndex)
+        return self.index
+
+    def _hits(self, scores: np.ndarray, rows: np.ndarray) -> list[list[tuple[str, float]]]:
         ids = self.index.ids
         return [
             [
@@ -92,9 +229,6 @@ class Retriever:
             ]
             for row_list, score_list in zip(rows.tolist(), scores.tolist(), strict=True)
         ]
-
-    def search(self, texts: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
-        return self.search_vectors(self.encode(texts), k)
 
     def warm_up(self) -> None:
         self.search(["warm up"], k=10)
@@ -110,23 +244,38 @@ class Retriever:
             "size": manifest.size,
             "version": manifest.version,
             "catalog": manifest.catalog,
+            "backend": manifest.backend,
         }
 
 
-def index_dir_for(data_dir: Path, catalog: Catalog, encoder_name: str, index_type: str) -> Path:
-    payload = "\x00".join((canonical_encoder_name(encoder_name), catalog.fingerprint(), index_type))
-    short = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
+def index_dir_for(
+    data_dir: Path, catalog: Catalog, encoder_name: str, index_type: str, backend: str = TORCH
+) -> Path:
+    """Where the registry keeps the index of (catalog, encoder, index type, backend); PyTorch
+    indexes keep the directory they had before backends existed."""
+    parts = [canonical_encoder_name(encoder_name), catalog.fingerprint(), index_type]
+    if backend != TORCH:
+        parts.append(backend)
+    short = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:12]
     return Path(data_dir) / "indexes" / f"{catalog.name}-{short}"
 
 
 def _cached_or_built_index(
-    catalog: Catalog, encoder: Encoder, index_type: str, data_dir: Path, progress: bool
+    catalog: Catalog,
+    encoder: Encoder,
+    index_type: str,
+    data_dir: Path,
+    progress: bool,
+    backend: str = TORCH,
 ) -> VectorIndex:
-    path = index_dir_for(data_dir, catalog, encoder.name, index_type)
+    path = index_dir_for(data_dir, catalog, encoder.name, index_type, backend)
     if path.exists():
         try:
             return load_index(
-                path, expected_encoder=encoder.name, expected_catalog_hash=catalog.fingerprint()
+                path,
+                expected_encoder=encoder.name,
+                expected_catalog_hash=catalog.fingerprint(),
+                expected_backend=backend,
             )
         except IndexLoadError as exc:
             logger.warning("rebuilding the cached index: %s", exc)
@@ -137,6 +286,149 @@ def _cached_or_built_index(
     index = build_index(catalog, encoder, index_type, path, progress=progress, overwrite=False)
     logger.info("index %s ready in %.1f s", path, time.perf_counter() - started)
     return index
+
+
+def _onnx_encoder_of(index: VectorIndex, backend: str) -> Encoder:
+    """The ONNX encoder an index carries, checked against the index's manifest."""
+    from service.retrieval.onnx_encoder import OnnxEncoder
+
+    assert index.path is not None
+    encoder = OnnxEncoder.load(index.path / ENCODER_DIR)
+    manifest = index.manifest
+    if encoder.checksum != manifest.encoder_checksum or encoder.backend != backend:
+        raise IndexMismatchError(
+            f"index at {index.path}: its {ENCODER_DIR}/ ({encoder.backend}, {encoder.checksum[:12]}) "
+            f"is not the encoder its manifest records ({manifest.backend}, {manifest.encoder_checksum[:12]})"
+        )
+    if encoder.name != manifest.encoder or encoder.dim != manifest.dim:
+        raise IndexMismatchError(
+            f"index at {index.path}: its {ENCODER_DIR}/ holds {encoder.name} ({encoder.dim}-d), "
+            f"the manifest {manifest.encoder} ({manifest.dim}-d)"
+        )
+    return encoder
+
+
+def _onnx_retriever_parts(
+    spec: RetrieverSpec, catalog: Catalog, data_dir: Path, progress: bool
+) -> tuple[Encoder, VectorIndex]:
+    """(encoder, index) of an onnx / onnx-int8 retriever: the index's own export, made (once)
+    from the sentence-transformers model when the index does not exist yet."""
+    name = canonical_encoder_name(spec.encoder)
+    if spec.index_dir:
+        index = load_index(
+            Path(spec.index_dir).expanduser(),
+            expected_encoder=name,
+            expected_catalog_hash=catalog.fingerprint(),
+            expected_backend=spec.backend,
+        )
+        return _onnx_encoder_of(index, spec.backend), index
+    path = index_dir_for(data_dir, catalog, name, spec.index_type, spec.backend)
+    if path.exists():
+        try:
+            index = load_index(
+                path,
+                expected_encoder=name,
+                expected_catalog_hash=catalog.fingerprint(),
+                expected_backend=spec.backend,
+            )
+            return _onnx_encoder_of(index, spec.backend), index
+        except (IndexLoadError, EncoderLoadError) as exc:
+            logger.warning("rebuilding the cached index: %s", exc)
+    from service.retrieval.onnx_encoder import OnnxEncoder
+    from service.retrieval.onnx_export import ensure_onnx_export
+
+    export = ensure_onnx_export(spec.encoder, spec.backend, data_dir)
+    encoder = OnnxEncoder.load(export)
+    started = time.perf_counter()
+    index = build_index(
+        catalog, encoder, spec.index_type, path, progress=progress, overwrite=path.exists()
+    )
+    logger.info("index %s ready in %.1f s", path, time.perf_counter() - started)
+    return _onnx_encoder_of(index, spec.backend), index
+
+
+def _remote_encoder(spec: RetrieverSpec) -> Encoder:
+    from service.retrieval.remote import RemoteEncoder
+
+    assert spec.remote_url is not None
+    return RemoteEncoder.connect(
+        name=canonical_encoder_name(spec.encoder),
+        url=spec.remote_url,
+        model=spec.remote_model,
+        batch_size=spec.remote_batch_size,
+        timeout_s=spec.remote_timeout_s,
+        retries=spec.remote_retries,
+        concurrency=spec.remote_concurrency,
+        api_key_env=spec.remote_api_key_env,
+    )
+
+
+def _check_remote_index(index: VectorIndex, encoder: Encoder) -> None:
+    """The server must serve the model the index's documents were encoded with."""
+    recorded = index.manifest.details.get("remote_model")
+    model = getattr(encoder, "model", None)
+    if recorded != model:
+        raise IndexMismatchError(
+            f"index at {index.path} was built with remote model {recorded}, but the retriever asks the server for {model}"
+        )
+    if index.manifest.dim != encoder.dim:
+        raise IndexMismatchError(
+            f"index at {index.path} holds {index.manifest.dim}-d vectors, but the server returns {encoder.dim}-d ones"
+        )
+
+
+def _lexical_retriever_parts(
+    spec: RetrieverSpec, catalog: Catalog, data_dir: Path
+) -> tuple[Encoder, LexicalIndex]:
+    from service.retrieval.lexical import (
+        LEXICAL_ENCODER,
+        LexicalQueryEncoder,
+        build_lexical_index,
+        load_lexical_index,
+    )
+
+    if spec.index_dir:
+        index = load_lexical_index(
+            Path(spec.index_dir).expanduser(), expected_catalog_hash=catalog.fingerprint()
+        )
+        return LexicalQueryEncoder(index), index
+    path = index_dir_for(data_dir, catalog, LEXICAL_ENCODER, BM25, BM25)
+    found: LexicalIndex | None = None
+    if path.exists():
+        try:
+            found = load_lexical_index(path, expected_catalog_hash=catalog.fingerprint())
+        except IndexLoadError as exc:
+            logger.warning("rebuilding the cached BM25 index: %s", exc)
+    if found is None:
+        found = build_lexical_index(catalog, path, overwrite=path.exists())
+    return LexicalQueryEncoder(found), found
+
+
+def _retriever_parts(
+    spec: RetrieverSpec, catalog: Catalog, data_dir: Path, progress: bool
+) -> tuple[Encoder, VectorIndex | LexicalIndex]:
+    if spec.kind == BM25:
+        return _lexical_retriever_parts(spec, catalog, data_dir)
+    if spec.backend in ONNX_BACKENDS:
+        return _onnx_retriever_parts(spec, catalog, data_dir, progress)
+    if spec.backend == REMOTE:
+        encoder = _remote_encoder(spec)
+    else:
+        encoder = load_encoder(spec.encoder, data_dir=data_dir)
+    if spec.index_dir:
+        index = load_index(
+            Path(spec.index_dir).expanduser(),
+            expected_encoder=encoder.name,
+            expected_catalog_hash=catalog.fingerprint(),
+            expected_backend=spec.backend,
+        )
+    else:
+        index = _cached_or_built_index(
+            catalog, encoder, spec.index_type, data_dir, progress, spec.backend
+        )
+    if spec.backend == REMOTE:
+        _check_remote_index(index, encoder)
+    return encoder, index
 
 
 class RetrieverRegistry:
@@ -158,41 +450,41 @@ class RetrieverRegistry:
         if duplicates:
             raise ValueError(f"retriever name(s) configured twice: {', '.join(duplicates)}")
         catalogs: dict[str, Catalog] = {}
-        indexes: dict[tuple[str, str, str], VectorIndex] = {}
+        shared: dict[
+            tuple[str, str, str, str, str], tuple[Encoder, VectorIndex | LexicalIndex]
+        ] = {}
         retrievers: dict[str, Retriever] = {}
         for spec in specs:
-            if spec.index_type not in INDEX_TYPES:
-                raise ValueError(
-                    f"retriever {spec.name!r}: index type {spec.index_type!r} is not one of {', '.join(INDEX_TYPES)}"
-                )
             catalog = catalogs.get(spec.catalog)
             if catalog is None:
                 catalog = catalogs[spec.catalog] = load_catalog_source(spec.catalog, data_dir)
-            encoder = load_encoder(spec.encoder, data_dir=data_dir)
-            if spec.index_dir:
-                index = load_index(
-                    Path(spec.index_dir).expanduser(),
-                    expected_encoder=encoder.name,
-                    expected_catalog_hash=catalog.fingerprint(),
-                )
-            else:
-                key = (spec.catalog, encoder.name, spec.index_type)
-                cached = indexes.get(key)
-                if cached is None:
-                    cached = indexes[key] = _cached_or_built_index(
-                        catalog, encoder, spec.index_type, data_dir, progress
-                    )
-                index = cached
+            # Retrievers configured alike share one encoder and index; a prebuilt index_dir or a
+            # remote server is loaded per retriever (each may name a different one).
+            key = (
+                spec.catalog,
+                canonical_encoder_name(spec.encoder),
+                spec.index_type,
+                spec.kind,
+                spec.backend,
+            )
+            reusable = not spec.index_dir and spec.backend != REMOTE
+            parts = shared.get(key) if reusable else None
+            if parts is None:
+                parts = _retriever_parts(spec, catalog, data_dir, progress)
+                if reusable:
+                    shared[key] = parts
+            encoder, index = parts
             retriever = Retriever(spec.name, encoder, index, catalog)
             retriever.warm_up()
             retrievers[spec.name] = retriever
             logger.info(
-                "retriever %s ready: %s over %s (%s, %d products)",
+                "retriever %s ready: %s (%s) over %s (%s, %d products)",
                 spec.name,
                 encoder.name,
+                index.manifest.backend,
                 catalog.name,
-                spec.index_type,
-                index.size,
+                index.manifest.index_type,
+                len(index.ids),
             )
         return cls(retrievers)
 

@@ -45,6 +45,7 @@ def test_two_retrievers_with_different_encoders(bundle: str, tmp_path: Path) -> 
         "size": 8,
         "version": default.version,
         "catalog": "small",
+        "backend": "torch",
     }
     for retriever in registry:
         hits = retriever.search(["office chair with lumbar support"], k=3)[0]
