@@ -143,3 +143,52 @@ def test_bad_specs_refuse_with_one_line(fields: dict[str, object], message: str)
     with pytest.raises(ValueError, match=message) as info:
         RetrieverSpec.from_mapping({"name": "r", **fields})
     assert "\n" not in str(info.value)
+
+
+def test_attribute_request_path_uses_bm25(demo_catalog: Catalog, tmp_path: Path) -> None:
+    """/attribute's engine on a BM25 retriever: same targets, NDCG, cache and explain."""
+    import asyncio
+
+    from service.attribution import ndcg_at_k
+    from service.cache import MemoryScoreCache
+    from service.engine import AttributionEngine, EncodeBatcher
+    from service.schemas import AttributeRequest
+
+    bundle = str(save_catalog(demo_catalog, tmp_path / "catalogs" / "demo"))
+    registry = RetrieverRegistry.load(
+        [RetrieverSpec(name="default", kind="bm25", catalog=bundle)], tmp_path / "data"
+    )
+    retriever = registry.get("default")
+    query_id = next(iter(demo_catalog.queries))
+    answer = "cotton cardigan for women, cozy, for cold evenings"
+    request = AttributeRequest.model_validate(
+        {
+            "groups": [
+                {
+                    "target": {"query_id": query_id},
+                    "responses": [
+                        {"text": f"<answer>{answer}</answer>"},
+                        {"text": "<answer>please something nice</answer>"},
+                    ],
+                }
+            ],
+            "options": {"k": 100, "explain": True},
+        }
+    )
+    cache = MemoryScoreCache(10_000)
+
+    async def run() -> tuple[object, object]:
+        engine = AttributionEngine(registry, cache, batcher=EncodeBatcher(0.0))
+        first = await engine.attribute(request.model_copy(deep=True))
+        second = await engine.attribute(request.model_copy(deep=True))
+        return first, second
+
+    first, second = asyncio.run(run())
+    hits = retriever.search([answer], 100)[0]
+    expected = ndcg_at_k([pid for pid, _ in hits], demo_catalog.labels[query_id], 100)
+    responses = first.groups[0].responses  # type: ignore[attr-defined]
+    assert responses[0].reward == pytest.approx(expected, abs=1e-9)
+    assert first.model.encoder == "bm25"  # type: ignore[attr-defined]
+    again = second.groups[0].responses  # type: ignore[attr-defined]
+    assert [r.reward for r in again] == [r.reward for r in responses]
+    assert cache.stats()["hits"] > 0

@@ -139,12 +139,17 @@ class RetrievalGame:
         for _, text in items:
             text_rows.setdefault(text, len(text_rows))
         texts = list(text_rows)
-        with timer.stage("encode"):
-            vectors = await encode_texts(
-                self.retriever, self.batcher, self.encode_batch_size, texts
-            )
-        with timer.stage("search"):
-            _, rows = await run_sync(self.retriever.index.search, vectors, self.depth)
+        if self.retriever.lexical:
+            # BM25 has no vectors: its index searches the texts themselves.
+            with timer.stage("search"):
+                _, rows = await run_sync(self.retriever.index.search_texts, texts, self.depth)  # type: ignore[union-attr]
+        else:
+            with timer.stage("encode"):
+                vectors = await encode_texts(
+                    self.retriever, self.batcher, self.encode_batch_size, texts
+                )
+            with timer.stage("search"):
+                _, rows = await run_sync(self.retriever.index.search, vectors, self.depth)
         with timer.stage("score"):
             scored = await run_sync(_score_rows, self.scorer, items, text_rows, rows, self.k)
         return np.asarray(scored, dtype=np.float64), len(texts)
