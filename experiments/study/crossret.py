@@ -27,7 +27,7 @@ def evaluate_cross(runner: Runner, table: Table, retrievers: Sequence[str]) -> d
     for arm in table.arms:
         for run in runs[arm.label]:
             todo = [r for r in retrievers if f"heldout/{r}" not in run.extra]
-            if not todo:
+            if not todo or runner.client is None:
                 continue
             policy = runner.final_policy(run)
             if policy is None:

