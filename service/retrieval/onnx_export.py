@@ -15,6 +15,7 @@ with onnxruntime and records the cosines in its metadata; an fp32 export whose w
 below FP32_MIN_COSINE, or an int8 export below INT8_MIN_COSINE, is refused.
 
     python -m service.retrieval.onnx_export --encoder all-MiniLM-L6-v2 --backend onnx-int8 --out DIR
+    python -m service.retrieval.onnx_export --backend onnx-int8 --into DIR   # DIR/<model>-<backend>
 """
 
 from __future__ import annotations
@@ -386,14 +387,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--encoder", default="all-MiniLM-L6-v2", help="model name, alias or path")
     parser.add_argument("--backend", choices=ONNX_BACKENDS, default=ONNX)
-    parser.add_argument("--out", type=Path, required=True, help="export directory to create")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="export directory to create")
+    where.add_argument(
+        "--into",
+        type=Path,
+        help="a search-path directory (OSPO_ONNX_EXPORTS): the export goes into DIR/<model>-<backend>",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="OSPO_DATA_DIR (for mpnet)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        out = args.out or args.into / export_slug(args.encoder, args.backend)
         info = export_onnx(
-            args.encoder, args.backend, args.out, data_dir=args.data_dir, overwrite=args.overwrite
+            args.encoder, args.backend, out, data_dir=args.data_dir, overwrite=args.overwrite
         )
     except (EncoderExportError, EncoderLoadError) as exc:
         logger.error("%s", exc)
