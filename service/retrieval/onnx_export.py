@@ -277,7 +277,10 @@ def export_onnx(
             quantization = "none"
         tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
         shutil.rmtree(work)
-        dim = int(model.get_sentence_embedding_dimension())
+        dimension = getattr(model, "get_embedding_dimension", None) or (
+            model.get_sentence_embedding_dimension
+        )
+        dim = int(dimension())
         provisional = OnnxExportInfo(
             model=name,
             backend=backend,
