@@ -222,6 +222,9 @@ class OnnxEncoder:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Spinning worker threads burn the cores a busy neighbour (the trainer) needs; on a
+        # loaded 2-core machine int8 encoding measured 1.5x faster with spinning off.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(
                 str(path / MODEL_FILE), options, providers=["CPUExecutionProvider"]
