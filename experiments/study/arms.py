@@ -40,7 +40,7 @@ class Scale:
     smollm2_prompts: int = 2
     smollm2_eval_queries: int = 8
     smollm2_new_tokens: int = 20
-    cost_batches: int = 4
+    cost_batches: int = 2
 
 
 SMOKE = Scale(

@@ -25,7 +25,10 @@ from experiments.study.runner import Runner
 from experiments.train.loop import build_groups, split_queries
 from trainer_client import Group
 
-COST_TABLES = ("main", "budget", "width", "sampler", "estimator")
+COST_TABLES = ("main", "budget")
+"""The arms priced: the main ones and the budget sweep (the other ablations cost what the main
+OSPO-PROP arm costs, apart from narrower widths and random subsets, which make fewer or
+different partial queries)."""
 
 
 def _batches(runner: Runner, policy: Any, scale: Scale) -> list[list[Group]]:
