@@ -164,7 +164,9 @@ async def run(args: argparse.Namespace) -> int:
                 encode_ms(registry, "remote", texts) for _ in range(args.repeat)
             )
             remote_rows.append((own_one, own_batched, encode, cold["remote"]))
-    print("\nmedian cold/floor (PyTorch floor of the same distinct partial queries; default = torch):")
+    print(
+        "\nmedian cold/floor (PyTorch floor of the same distinct partial queries; default = torch):"
+    )
     for name in names:
         print(
             f"  {name:<10} cold/floor {statistics.median(ratios[name]):.2f}   "
