@@ -1,18 +1,16 @@
-"""Fixtures for the trainer tests: the demo catalog, a fake in-process scorer for unit tests
-of the policy and the loop, and the real service on loopback for the end-to-end runs."""
+"""Fixtures for the trainer tests: a fake in-process scorer for unit tests of the policy and
+the loop. The demo catalog (`demo_catalog`) and the real service on loopback for the
+end-to-end runs (`service_url`) come from tests/support."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
 from service.retrieval.catalog import Catalog
-from service.retrieval.demo import build_demo_catalog
 from trainer_client import (
     AttributeResult,
     Group,
@@ -24,19 +22,7 @@ from trainer_client import (
     Stats,
 )
 
-for _name, _value in (
-    ("HF_HUB_OFFLINE", "1"),
-    ("TRANSFORMERS_OFFLINE", "1"),
-    ("TOKENIZERS_PARALLELISM", "false"),
-):
-    os.environ.setdefault(_name, _value)
-
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
-
-
-@pytest.fixture(scope="session")
-def demo_catalog() -> Catalog:
-    return build_demo_catalog()
 
 
 class FakeScorer:
@@ -114,15 +100,3 @@ class FakeScorer:
 @pytest.fixture
 def fake_scorer(demo_catalog: Catalog) -> FakeScorer:
     return FakeScorer(demo_catalog)
-
-
-@pytest.fixture(scope="session")
-def service_url(ospo_test_data_dir: Path) -> Iterator[str]:
-    """The real service (default retriever: packaged MiniLM over the demo catalog, in-process
-    cache) on loopback. The index is built once per session (OSPO_TEST_DATA_DIR names a
-    directory to reuse across sessions)."""
-    from service.api.local import serve_in_background
-    from service.config import Settings
-
-    with serve_in_background(Settings(data_dir=ospo_test_data_dir, redis_url=None)) as server:
-        yield server.url
