@@ -170,7 +170,8 @@ def write_rows(
     """A table that is not made of training runs (cross-retriever, cost)."""
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / f"{name}.csv", rows)
-    lines = [f"**{title}**", "", *markdown(rows)]
+    lines = [f"**{title}**", ""]
+    lines += markdown(rows) if rows else ["Not run yet: nothing for this table is stored."]
     if notes:
         lines += ["", *notes]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
