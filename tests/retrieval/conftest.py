@@ -1,6 +1,6 @@
-"""Retrieval fixtures: the demo catalog, a small hand-made catalog, and the demo catalog's
-MiniLM vectors (encoded once and kept in a temp-dir cache keyed by the catalog fingerprint,
-because encoding 2,400 products takes tens of seconds on 2 cores)."""
+"""Retrieval fixtures: a small hand-made catalog, and the demo catalog's MiniLM vectors
+(encoded once and kept in a temp-dir cache keyed by the catalog fingerprint, because encoding
+2,400 products takes tens of seconds on 2 cores). `demo_catalog` comes from tests/support."""
 
 from __future__ import annotations
 
@@ -19,14 +19,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from service.retrieval.catalog import Catalog, Product  # noqa: E402
-from service.retrieval.demo import build_demo_catalog  # noqa: E402
 from service.retrieval.encoder import Encoder, load_encoder  # noqa: E402
 from service.retrieval.index import encode_products  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def demo_catalog() -> Catalog:
-    return build_demo_catalog(seed=0)
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ class StubRetriever:
     encoder: CountingEncoder
     index: CountingIndex
     catalog: Any
+    lexical: bool = False  # dense: the retrieval game encodes, then searches vectors
 
     @property
     def searches(self) -> int:
