@@ -26,6 +26,7 @@ import logging
 import shutil
 import tempfile
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,21 @@ def export_onnx(
     """Export, verify and publish `name_or_path` for `backend` at out_dir (built in a
     temporary sibling and renamed into place; an export already there is kept unless
     `overwrite`)."""
+    with warnings.catch_warnings():
+        # The TorchScript exporter is chosen on purpose (module docstring); its deprecation
+        # notice, tracer warnings and the quantiser's notes are not the caller's to act on,
+        # and where warnings are errors they would abort a correct export.
+        warnings.simplefilter("ignore")
+        return _export_onnx(name_or_path, backend, out_dir, data_dir, overwrite)
+
+
+def _export_onnx(
+    name_or_path: str,
+    backend: str,
+    out_dir: Path | str,
+    data_dir: Path | None,
+    overwrite: bool,
+) -> OnnxExportInfo:
     if backend not in ONNX_BACKENDS:
         raise EncoderExportError(f"backend {backend!r} is not one of {', '.join(ONNX_BACKENDS)}")
     out = Path(out_dir)
