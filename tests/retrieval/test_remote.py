@@ -79,6 +79,7 @@ def test_batches_order_and_normalisation() -> None:
     assert sorted(len(b) for b in script.batches[1:]) == [2, 3, 3]
     assert [" "] in [b[-1:] for b in script.batches]  # empty text sent as a space
     assert encoder.encode([]).shape == (0, 4)
+    encoder.close()
 
 
 def test_retries_then_succeeds_and_gives_up_with_a_backend_error() -> None:
@@ -98,6 +99,7 @@ def test_retries_then_succeeds_and_gives_up_with_a_backend_error() -> None:
     with pytest.raises(BackendError, match="refused /v1/embeddings with HTTP 400"):
         encoder.encode(["a"])
     assert not script.failures  # a 400 is not retried
+    encoder.close()
 
 
 def test_start_up_checks() -> None:
@@ -268,6 +270,8 @@ def test_request_path_against_infinity(
     # The same index reloads against the same server, and refuses another model name.
     again = RetrieverRegistry.load([spec], data_dir).get("default")
     assert again.version == retriever.version
+    for loaded in (retriever, again):
+        loaded.encoder.close()  # type: ignore[attr-defined]
     with pytest.raises(EncoderLoadError, match="not mpnet"):
         RetrieverRegistry.load(
             [
