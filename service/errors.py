@@ -16,6 +16,8 @@ imported here, so every layer below the API can raise these::
     │   └── UnknownRewardModel    404 unknown_reward_model
     ├── Overloaded                503 overloaded (+ Retry-After)
     ├── NotReady                  503 not_ready
+    ├── ResourceError             503 resource_error: a catalog, encoder or index cannot be
+    │                             loaded or built (service.retrieval; start-up, one line)
     └── BackendError              502 backend_error, 504 backend_timeout
         └── RewardModelError      (service.rewardmodel: names the failing model)
 """
@@ -109,6 +111,14 @@ class NotReady(OspoError):
     code = "not_ready"
 
 
+class ResourceError(OspoError):
+    """A catalog, encoder or index cannot be loaded or built; its message is one line naming
+    the file or model and the reason (the service refuses to start with it)."""
+
+    status = 503
+    code = "resource_error"
+
+
 class BackendError(OspoError):
     """A dependency (encoder, index) failed; 502, or 504 when it timed out."""
 
@@ -130,6 +140,7 @@ __all__ = [
     "OspoError",
     "Overloaded",
     "PayloadTooLarge",
+    "ResourceError",
     "TooManyCoalitions",
     "Unauthorized",
     "UnknownQuery",

@@ -216,6 +216,7 @@ class RetrieverInfo(BaseModel):
     size: int
     version: str
     catalog: str | None = None
+    backend: str = "torch"  # torch | onnx | onnx-int8 | remote | bm25
 
 
 class RetrieversResponse(BaseModel):

@@ -98,3 +98,28 @@ def test_no_module_builds_an_error_body_by_hand(tmp_path: Path) -> None:
     sample = tmp_path / "handler.py"
     sample.write_text('def answer():\n    return {"error": {"code": "x", "message": "y"}}\n')
     assert _hand_made_envelopes(sample) == [2]
+
+
+def test_retrieval_errors_belong_to_the_one_tree() -> None:
+    from service.errors import ResourceError
+    from service.retrieval.catalog import CatalogError
+    from service.retrieval.encoder import EncoderLoadError
+    from service.retrieval.index import IndexBuildError, IndexLoadError, IndexMismatchError
+    from service.retrieval.onnx_export import EncoderExportError
+    from service.retrieval.registry import UnknownRetrieverError
+
+    for kind in (
+        CatalogError,
+        EncoderLoadError,
+        IndexLoadError,
+        IndexMismatchError,
+        IndexBuildError,
+        EncoderExportError,
+    ):
+        error = kind("one line")
+        assert isinstance(error, ResourceError) and error.to_dict()["error"]["code"] == (
+            "resource_error"
+        )
+    unknown = UnknownRetrieverError("nope", ["default"])
+    assert isinstance(unknown, UnknownRetriever) and isinstance(unknown, LookupError)
+    assert unknown.status == 404 and "nope" in unknown.message

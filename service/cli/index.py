@@ -16,7 +16,12 @@ def run_build(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level)
     manifest = build_index_cli(
-        args.catalog, args.encoder, args.index, Path(args.out).expanduser(), settings.data_dir
+        args.catalog,
+        args.encoder,
+        args.index,
+        Path(args.out).expanduser(),
+        settings.data_dir,
+        backend=args.backend,
     )
     sys.stdout.write(
         f"index {args.out}: {manifest.index_type} over {manifest.catalog} "
@@ -34,7 +39,16 @@ def add_parser(subparsers: Any) -> None:
         "--encoder", default="all-MiniLM-L6-v2", help="sentence-transformers name or path"
     )
     build.add_argument(
-        "--index", choices=("flat", "hnsw", "ivf"), default="flat", help="index type"
+        "--index",
+        choices=("flat", "hnsw", "ivf", "bm25"),
+        default="flat",
+        help="index type (bm25: lexical, no encoder)",
+    )
+    build.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "onnx-int8"),
+        default="torch",
+        help="encoder backend the documents (and later the queries) are encoded with",
     )
     build.add_argument("--out", required=True, help="output index directory")
     build.set_defaults(handler=run_build)

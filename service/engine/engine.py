@@ -198,9 +198,9 @@ class AttributionEngine:
         """The named retriever; UnknownRetriever (404) naming `field` otherwise."""
         try:
             return self.registry.get(name)
-        except UnknownRetriever:
-            raise
-        except LookupError:
+        except (UnknownRetriever, LookupError) as exc:
+            if isinstance(exc, UnknownRetriever) and exc.field == field:
+                raise
             available = ", ".join(self.registry.names()) or "none"
             raise UnknownRetriever(
                 f"{field}: no retriever named {name!r} (available: {available})", field=field
@@ -224,6 +224,7 @@ class AttributionEngine:
                     size=manifest.size,
                     version=manifest.version,
                     catalog=retriever.catalog.name,
+                    backend=retriever.backend,
                 )
             )
         return infos

@@ -69,13 +69,22 @@ def load_registry(settings: Settings) -> RetrieverRegistry:
 
 
 def set_cpu_threads(threads: int) -> None:
-    """Cap torch's and faiss's intra-op threads (process-wide)."""
-    import faiss
-    import torch
+    """Cap torch's and faiss's intra-op threads (process-wide). The slim image has no torch
+    (its ONNX encoder reads OSPO_CPU_THREADS itself), so each library is capped if present."""
+    import importlib.util
 
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
-    logger.info("cpu threads for torch and faiss: %d", threads)
+    capped = []
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+        capped.append("torch")
+    if importlib.util.find_spec("faiss") is not None:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        capped.append("faiss")
+    logger.info("cpu threads for %s: %d", " and ".join(capped) or "nothing", threads)
 
 
 def load_reward_models(settings: Settings) -> RewardModelRegistry:

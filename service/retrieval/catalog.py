@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.errors import ResourceError
+
 logger = logging.getLogger(__name__)
 
 PRODUCTS_FILE = "products.jsonl"
@@ -34,7 +36,7 @@ META_FILE = "catalog.json"
 _BAD_ID_CHARS = frozenset("\t\r\n")
 
 
-class CatalogError(ValueError):
+class CatalogError(ResourceError, ValueError):
     """A catalog bundle or native dataset file is missing or malformed (one-line message)."""
 
 

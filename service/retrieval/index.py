@@ -30,6 +30,7 @@ import faiss as _faiss
 import numpy as np
 from tqdm import tqdm
 
+from service.errors import ResourceError
 from service.retrieval.backends import TORCH, encoder_record
 from service.retrieval.catalog import Catalog, replace_dir
 from service.retrieval.encoder import Encoder, canonical_encoder_name
@@ -54,7 +55,7 @@ HNSW_EF_SEARCH_MIN = 64
 GPU_MAX_K = 2048
 
 
-class IndexLoadError(ValueError):
+class IndexLoadError(ResourceError, ValueError):
     """An index directory cannot be used (one line naming the file and the problem)."""
 
 
@@ -62,7 +63,7 @@ class IndexMismatchError(IndexLoadError):
     """The index was built with another encoder or over another catalog than configured."""
 
 
-class IndexBuildError(ValueError):
+class IndexBuildError(ResourceError, ValueError):
     """An index cannot be built from the given catalog and options."""
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import ResourceError
 from service.retrieval.backends import ONNX, ONNX_BACKENDS, ONNX_INT8
 from service.retrieval.encoder import EncoderLoadError, resolve_encoder
 from service.retrieval.onnx_encoder import (
@@ -75,7 +76,7 @@ PROBE_TEXTS = (
 )
 
 
-class EncoderExportError(RuntimeError):
+class EncoderExportError(ResourceError, RuntimeError):
     """An export cannot be made or does not agree with PyTorch (one-line message)."""
 
 

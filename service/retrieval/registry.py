@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from service.errors import UnknownRetriever
 from service.retrieval.backends import (
     BACKENDS,
     BM25,
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class UnknownRetrieverError(LookupError):
+class UnknownRetrieverError(UnknownRetriever, LookupError):
     """No retriever of that name is configured (the API answers 404)."""
 
     def __init__(self, name: str, available: Sequence[str]) -> None:
