@@ -85,9 +85,15 @@ def serve_in_background(
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
     )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"ospo-local-{port}", daemon=True
-    )
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except SystemExit:
+            # uvicorn exits the process on a failed startup; here it must only end the thread
+            # (the caller raises with the lifespan's error).
+            logger.debug("the in-process ospo service exited during startup")
+
+    thread = threading.Thread(target=run, name=f"ospo-local-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s
     while not server.started:

@@ -33,13 +33,6 @@ def test_serves_until_stopped(hash_service_dirs: tuple[Path, Path]) -> None:
     server.stop()  # a second stop is harmless
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/api/local.py runs uvicorn's Server.run in its thread unguarded: on a failed "
-    "startup uvicorn calls sys.exit(3) there, the thread dies with an unhandled SystemExit and "
-    "pytest's PytestUnhandledThreadExceptionWarning is an error; catch it in the thread target "
-    "(the RuntimeError below already names the reason), then remove this mark",
-)
 def test_a_failed_startup_raises_with_the_reason(tmp_path: Path) -> None:
     from service.config import Settings
 
