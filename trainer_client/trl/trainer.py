@@ -47,6 +47,7 @@ from .._adapter_types import (
     scatter_advantages,
 )
 from ..adapter import OspoAdapter
+from .reward import OspoReward
 
 __all__ = [
     "SUPPORTED_TRL",
@@ -167,9 +168,25 @@ class OspoGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
         self._ospo_baseline = BASELINES[self.scale_rewards]
         self._ospo_pending: _Pending | None = None
         # Only the main process talks to the service; the others get its result.
-        self._ospo_adapter = (
-            OspoAdapter(settings, client=ospo_client) if self.accelerator.is_main_process else None
-        )
+        self._ospo_client = ospo_client
+        self._ospo_adapter: OspoAdapter | None = None  # made on first use, main process only
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's ``train``; the service connections are closed when it ends."""
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.close_ospo()
+
+    def close_ospo(self) -> None:
+        """Close the adapter's connection (when it made its own) and those of the
+        ``OspoReward`` functions it trains with; idempotent."""
+        if self._ospo_adapter is not None:
+            self._ospo_adapter.close()
+            self._ospo_adapter = None
+        for function in self.reward_funcs:
+            if isinstance(function, OspoReward):
+                function.close()
 
     # ------------------------------------------------------------------ TRL's hooks
 
@@ -268,7 +285,8 @@ class OspoGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
     def _ospo_step(
         self, rows: list[tuple[tuple[int, ...], Any, str]], rewards: list[float | None]
     ) -> StepResult:
-        assert self._ospo_adapter is not None
+        if self._ospo_adapter is None:
+            self._ospo_adapter = OspoAdapter(self.ospo_settings, client=self._ospo_client)
         if len(rows) != len(rewards):
             raise AdapterError(f"{len(rows)} gathered completions for {len(rewards)} rewards")
         size = int(self.num_generations)

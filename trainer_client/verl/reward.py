@@ -14,6 +14,7 @@ clients are kept per URL and process.
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 from typing import Any
@@ -24,6 +25,14 @@ __all__ = ["compute_score"]
 
 _clients: dict[str, AttributionClient] = {}
 _lock = threading.Lock()
+
+
+@atexit.register
+def _close_clients() -> None:
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
 
 
 def compute_score(

@@ -87,6 +87,19 @@ class OspoAdvantageMixin:
         finally:
             PENDING.reset(token)
 
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        """verl's ``fit``; the service connection is closed when it ends."""
+        try:
+            return super().fit(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self.close_ospo()
+
+    def close_ospo(self) -> None:
+        """Close the adapter's connection (idempotent; a later step opens a new one)."""
+        if self._ospo_adapter is not None:
+            self._ospo_adapter.close()
+            self._ospo_adapter = None
+
     def _ospo_adapter_for_run(self) -> OspoAdapter:
         if self._ospo_adapter is None:
             self._ospo_adapter = OspoAdapter(self._ospo.adapter)

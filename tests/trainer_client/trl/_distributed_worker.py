@@ -61,6 +61,7 @@ def main(url: str, tokenizer_dir: str, out: str) -> None:
             )
             return result
 
+    recording = Recording()
     rows = [
         {"prompt": "Write a product search query: a cardigan", "label": "demo-0000"},
         {"prompt": "Write a product search query: a coffee grinder", "label": "demo-0001"},
@@ -86,12 +87,15 @@ def main(url: str, tokenizer_dir: str, out: str) -> None:
         train_dataset=datasets.Dataset.from_list(rows),
         processing_class=tokenizer,
         ospo=AdapterSettings(url=url, seed=10, options=tc.Options(segmenter="word")),
-        ospo_client=Recording(),
+        ospo_client=recording,
     )
     seen: list[dict[str, Any]] = []
+    adapter_seen: list[bool] = []
     compute_loss = trainer._compute_loss
 
     def recording_loss(model: Any, inputs: dict[str, Any]) -> Any:
+        # The adapter is made on first use and closed when train() ends: look during training.
+        adapter_seen.append(trainer._ospo_adapter is not None)
         for ids, mask, adv in zip(
             inputs["completion_ids"], inputs["completion_mask"], inputs["advantages"], strict=True
         ):
@@ -115,12 +119,13 @@ def main(url: str, tokenizer_dir: str, out: str) -> None:
     payload = {
         "rank": rank,
         "processes": trainer.accelerator.num_processes,
-        "has_adapter": trainer._ospo_adapter is not None,
+        "has_adapter": any(adapter_seen),
         "rows": seen,
         "calls": calls,
         "logged": [e for e in trainer.state.log_history if "ospo/groups" in e],
     }
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(payload))
+    recording.inner.close()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +85,12 @@ def tiny_model(tokenizer: Any, seed: int = 0) -> Any:
 
 
 @pytest.fixture(scope="session")
-def build(llm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Run]:
+def build(
+    llm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Run]]:
     """``build(rows, settings, reward_funcs=..., **grpo_config)``: an ``OspoGRPOTrainer``
-    on ``rows`` (dicts with ``prompt`` and ``label``), instrumented, not trained yet."""
+    on ``rows`` (dicts with ``prompt`` and ``label``), instrumented, not trained yet. Every
+    connection it opened is closed at the end of the session."""
     import datasets
     import torch
     from trl import GRPOConfig
@@ -159,9 +162,15 @@ def build(llm_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Calla
 
         trainer._compute_loss = recording_loss
         trainer._ospo_advantages = recording_advantages
+        made.append(out)
         return out
 
-    return run
+    made: list[Run] = []
+    yield run
+    for out in made:
+        out.trainer.close_ospo()
+        if out.client is not None:
+            out.client.inner.close()
 
 
 @pytest.fixture(scope="session")

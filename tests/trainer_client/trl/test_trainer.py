@@ -214,20 +214,22 @@ def test_ospo_reward_is_the_service_ndcg_of_the_completion(live_service):
         [{"role": "assistant", "content": "<answer>wool socks</answer>"}],
     ]
     labels = ["demo-0000", {"query_id": "demo-0000"}]
-    rewards = OspoReward(live_service)(["p", "p"], completions, label=labels)
-    client = tc.AttributionClient(live_service)
-    answer = client.attribute(
-        [
-            tc.Group(
-                id="g",
-                target=tc.Target(query_id="demo-0000"),
-                responses=[
-                    tc.Response(text="<answer>cotton cardigan for women</answer>"),
-                    tc.Response(text="<answer>wool socks</answer>"),
-                ],
-            )
-        ]
-    )
+    reward = OspoReward(live_service)
+    rewards = reward(["p", "p"], completions, label=labels)
+    reward.close()
+    with tc.AttributionClient(live_service) as client:
+        answer = client.attribute(
+            [
+                tc.Group(
+                    id="g",
+                    target=tc.Target(query_id="demo-0000"),
+                    responses=[
+                        tc.Response(text="<answer>cotton cardigan for women</answer>"),
+                        tc.Response(text="<answer>wool socks</answer>"),
+                    ],
+                )
+            ]
+        )
     assert rewards == pytest.approx([r.reward for r in answer.groups[0].responses])
     assert rewards[0] > 0
 
@@ -235,13 +237,14 @@ def test_ospo_reward_is_the_service_ndcg_of_the_completion(live_service):
 def test_ospo_reward_plays_the_game_of_its_options(live_service):
     completions = ["<think>hmm</think><search>cotton cardigan for women</search>"]
     options = tc.Options(k=3, depth=20, query_tag="search")
-    rewards = OspoReward(live_service, options=options)(["p"], completions, label=["demo-0000"])
     group = tc.Group(
         id="g",
         target=tc.Target(query_id="demo-0000"),
         responses=[tc.Response(text=completions[0])],
     )
-    answer = tc.AttributionClient(live_service).attribute([group], options)
+    with tc.AttributionClient(live_service) as client:
+        rewards = OspoReward(client, options=options)(["p"], completions, label=["demo-0000"])
+        default = OspoReward(client)(["p"], completions, label=["demo-0000"])
+        answer = client.attribute([group], options)
     assert rewards == pytest.approx([answer.groups[0].responses[0].reward])
-    default = OspoReward(live_service)(["p"], completions, label=["demo-0000"])
     assert default != rewards  # the default tag (<answer>) finds no query here

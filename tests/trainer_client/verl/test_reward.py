@@ -26,7 +26,8 @@ def test_verl_loads_compute_score_and_it_is_the_service_ndcg(compose, live_servi
         target=tc.Target(query_id="demo-0000"),
         responses=[tc.Response(text=t) for t in texts],
     )
-    answer = tc.AttributionClient(live_service).attribute([group])
+    with tc.AttributionClient(live_service) as client:
+        answer = client.attribute([group])
     assert rewards == [r.reward for r in answer.groups[0].responses]
     assert rewards[0] > 0
 
@@ -48,5 +49,6 @@ def test_compute_score_plays_the_game_of_its_reward_kwargs(compose, live_service
         id="g", target=tc.Target(query_id="demo-0000"), responses=[tc.Response(text=text)]
     )
     options = tc.Options(k=3, query_tag="search")
-    answer = tc.AttributionClient(live_service).attribute([group], options)
+    with tc.AttributionClient(live_service) as client:
+        answer = client.attribute([group], options)
     assert reward == answer.groups[0].responses[0].reward > 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -60,9 +60,15 @@ def store_rollouts(
 ) -> tuple[list[str], dict[str, str]]:
     """Store one trajectory per response as verl's agent loop does; returns the keys
     (shuffled, as verl's batch balancing reorders rows) and each key's response text."""
+    with tc.AttributionClient(url) as client:
+        return _store_rollouts(tq, tokenizer, client, labels, seed)
+
+
+def _store_rollouts(
+    tq: Any, tokenizer: Any, client: tc.AttributionClient, labels: dict[str, Any], seed: int
+) -> tuple[list[str], dict[str, str]]:
     from verl.experimental.agent_loop.agent_loop import AgentLoopMetrics, AgentLoopOutput
 
-    client = tc.AttributionClient(url)
     eos = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
     keys, texts = [], {}
     for query_id, responses in RESPONSES.items():
@@ -105,8 +111,10 @@ def store_rollouts(
 
 
 @pytest.fixture
-def make_trainer(compose, live_service, smollm2_tokenizer) -> Callable[..., Any]:
+def make_trainer(compose, live_service, smollm2_tokenizer) -> Iterator[Callable[..., Any]]:
     from verl.trainer.ppo.v1 import get_trainer_cls
+
+    made: list[Any] = []
 
     def make(*overrides: str, mode: str = "ospo_sync", record: bool = True) -> Any:
         config = compose(
@@ -125,9 +133,14 @@ def make_trainer(compose, live_service, smollm2_tokenizer) -> Callable[..., Any]
             client = RecordingClient(tc.AttributionClient(live_service))
             trainer._ospo_adapter = OspoAdapter(trainer._ospo.adapter, client=client)
             trainer.recording = client
+        made.append(trainer)
         return trainer
 
-    return make
+    yield make
+    for trainer in made:  # every connection the trainers opened
+        trainer.close_ospo()
+        if getattr(trainer, "recording", None) is not None:
+            trainer.recording.inner.close()
 
 
 def compute_advantage(trainer: Any, keys: list[str]) -> dict[str, Any]:
