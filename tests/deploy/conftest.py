@@ -407,7 +407,7 @@ def all_rendered(kubectl: str) -> Iterator[dict[str, Rendered]]:
 
 
 @pytest.fixture(scope="session")
-def helpers() -> types.SimpleNamespace:
+def deploy_helpers() -> types.SimpleNamespace:
     """This module's helpers for the test modules (which cannot import a conftest)."""
     return types.SimpleNamespace(
         **{name: value for name, value in globals().items() if not name.startswith("_")}

@@ -9,9 +9,11 @@ import subprocess
 import yaml
 
 
-def test_servicemonitor_scrapes_the_service_with_its_api_key(kubectl, helpers, tmp_path) -> None:
-    overlay = helpers.K8S / "overlays" / "cpu"
-    component = helpers.K8S / "components" / "servicemonitor"
+def test_servicemonitor_scrapes_the_service_with_its_api_key(
+    kubectl, deploy_helpers, tmp_path
+) -> None:
+    overlay = deploy_helpers.K8S / "overlays" / "cpu"
+    component = deploy_helpers.K8S / "components" / "servicemonitor"
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
@@ -27,19 +29,21 @@ def test_servicemonitor_scrapes_the_service_with_its_api_key(kubectl, helpers, t
         [kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    rendered = helpers.Rendered(
+    rendered = deploy_helpers.Rendered(
         overlay="cpu+servicemonitor", docs=tuple(d for d in yaml.safe_load_all(result.stdout) if d)
     )
     (monitor,) = rendered.of_kind("ServiceMonitor")
     service = rendered.one("Service", "ospo")
-    assert helpers.selector_matches(monitor["spec"]["selector"], service["metadata"]["labels"])
+    assert deploy_helpers.selector_matches(
+        monitor["spec"]["selector"], service["metadata"]["labels"]
+    )
     port_names = {p["name"] for p in service["spec"]["ports"]}
     secret_ref = rendered.container_env(rendered.api_container())["OSPO_API_KEY"]["valueFrom"][
         "secretKeyRef"
     ]
     for endpoint in monitor["spec"]["endpoints"]:
         assert endpoint["port"] in port_names
-        source, exists = helpers.route_exists(endpoint["path"])
+        source, exists = deploy_helpers.route_exists(endpoint["path"])
         assert exists, f"{endpoint['path']} is not a route of {source}"
         credentials = endpoint["authorization"]["credentials"]
         assert (credentials["name"], credentials["key"]) == (secret_ref["name"], secret_ref["key"])

@@ -11,8 +11,8 @@ import yaml
 
 
 @pytest.fixture(scope="module")
-def compose(helpers) -> dict:
-    document = yaml.safe_load((helpers.DEPLOY / "docker-compose.yml").read_text())
+def compose(deploy_helpers) -> dict:
+    document = yaml.safe_load((deploy_helpers.DEPLOY / "docker-compose.yml").read_text())
     assert isinstance(document, dict)
     return document
 
@@ -36,33 +36,33 @@ def test_service_waits_for_redis_and_a_finished_index_build(compose) -> None:
     assert compose["services"]["index-build"].get("restart") == "no"
 
 
-def test_service_healthcheck_and_port(compose, helpers) -> None:
+def test_service_healthcheck_and_port(compose, deploy_helpers) -> None:
     ospo = compose["services"]["ospo"]
     command = [str(part) for part in ospo["command"]]
-    assert command[0] == "serve" and helpers.option(command, "--host") == "0.0.0.0"
-    port = int(helpers.option(command, "--port"))
-    assert port == helpers.default_port()
+    assert command[0] == "serve" and deploy_helpers.option(command, "--host") == "0.0.0.0"
+    port = int(deploy_helpers.option(command, "--port"))
+    assert port == deploy_helpers.default_port()
     published = [str(p).rsplit(":", 1)[-1] for p in ospo["ports"]]
     assert published == [str(port)]
     check = " ".join(str(part) for part in ospo["healthcheck"]["test"])
     assert f":{port}/healthz" in check
-    assert helpers.route_exists("/healthz")[1]
+    assert deploy_helpers.route_exists("/healthz")[1]
 
 
-def test_images_are_built_from_the_repo(compose, helpers) -> None:
-    compose_dir = helpers.DEPLOY
+def test_images_are_built_from_the_repo(compose, deploy_helpers) -> None:
+    compose_dir = deploy_helpers.DEPLOY
     for name in ("ospo", "index-build"):
         build = compose["services"][name]["build"]
         context = (compose_dir / build["context"]).resolve()
-        assert context == helpers.REPO
+        assert context == deploy_helpers.REPO
         assert (context / build["dockerfile"]).is_file()
 
 
-def test_every_env_var_is_a_known_setting(compose, helpers) -> None:
-    settings = helpers.known_settings()
+def test_every_env_var_is_a_known_setting(compose, deploy_helpers) -> None:
+    settings = deploy_helpers.known_settings()
     for name in ("ospo", "index-build"):
         unknown = set(environment(compose["services"][name])) - settings.env_names
-        unknown -= helpers.RUNTIME_ENV
+        unknown -= deploy_helpers.RUNTIME_ENV
         assert not unknown, f"{name} sets {sorted(unknown)}, unknown to {settings.source}"
 
 
@@ -80,23 +80,23 @@ def test_redis_is_a_bounded_lru_cache_without_persistence(compose) -> None:
     assert command[command.index("--appendonly") + 1] == "no"
 
 
-def mounted_config(compose, helpers) -> tuple[str, Path]:
+def mounted_config(compose, deploy_helpers) -> tuple[str, Path]:
     """(path inside the container, file on the host) of the retrievers config."""
     ospo = compose["services"]["ospo"]
-    config = helpers.option([str(p) for p in ospo["command"]], "--config") or environment(ospo).get(
-        "OSPO_CONFIG"
-    )
+    config = deploy_helpers.option([str(p) for p in ospo["command"]], "--config") or environment(
+        ospo
+    ).get("OSPO_CONFIG")
     assert config, "the service gets no retrievers config"
     for volume in ospo["volumes"]:
         host, _, rest = volume.partition(":")
         target = rest.split(":", 1)[0]
         if target == config:
-            return config, (helpers.DEPLOY / host).resolve()
+            return config, (deploy_helpers.DEPLOY / host).resolve()
     raise AssertionError(f"{config} is not mounted")
 
 
-def test_index_build_writes_what_the_service_loads(compose, helpers) -> None:
-    _, host_file = mounted_config(compose, helpers)
+def test_index_build_writes_what_the_service_loads(compose, deploy_helpers) -> None:
+    _, host_file = mounted_config(compose, deploy_helpers)
     assert host_file.is_file()
     try:
         from service.config import read_retriever_entries
@@ -108,21 +108,23 @@ def test_index_build_writes_what_the_service_loads(compose, helpers) -> None:
         entries = read_retriever_entries(host_file)
     build = [str(p) for p in compose["services"]["index-build"]["command"]]
     assert build[:2] == ["index", "build"]
-    (entry,) = [e for e in entries if e.get("index_dir") == helpers.option(build, "--out")]
-    assert helpers.option(build, "--encoder") == entry["encoder"]
-    assert helpers.option(build, "--catalog") == entry["catalog"]
-    assert helpers.option(build, "--index") == entry["index_type"]
+    (entry,) = [e for e in entries if e.get("index_dir") == deploy_helpers.option(build, "--out")]
+    assert deploy_helpers.option(build, "--encoder") == entry["encoder"]
+    assert deploy_helpers.option(build, "--catalog") == entry["catalog"]
+    assert deploy_helpers.option(build, "--index") == entry["index_type"]
     # Both containers see the index on the same named volume.
     data_volume = {v for v in compose["services"]["index-build"]["volumes"] if ":" in v}
     assert data_volume <= set(compose["services"]["ospo"]["volumes"])
     assert all(v.split(":", 1)[0] in compose["volumes"] for v in data_volume)
 
 
-def test_laptop_and_cluster_load_the_same_retrievers(helpers) -> None:
+def test_laptop_and_cluster_load_the_same_retrievers(deploy_helpers) -> None:
     import tomllib
 
-    laptop = tomllib.loads((helpers.DEPLOY / "config" / "retrievers.toml").read_text())
-    cluster = tomllib.loads((helpers.K8S / "base" / "config" / "retrievers.toml").read_text())
+    laptop = tomllib.loads((deploy_helpers.DEPLOY / "config" / "retrievers.toml").read_text())
+    cluster = tomllib.loads(
+        (deploy_helpers.K8S / "base" / "config" / "retrievers.toml").read_text()
+    )
     assert laptop == cluster
 
 
@@ -135,8 +137,8 @@ def test_containers_are_hardened(compose) -> None:
         assert any(str(t).startswith("/tmp") for t in service.get("tmpfs", []))
 
 
-def test_ospo_commands_parse_with_the_real_cli(compose, helpers) -> None:
+def test_ospo_commands_parse_with_the_real_cli(compose, deploy_helpers) -> None:
     for name in ("ospo", "index-build"):
         arguments = [str(part) for part in compose["services"][name]["command"]]
-        source, accepted = helpers.cli_accepts(arguments)
+        source, accepted = deploy_helpers.cli_accepts(arguments)
         assert accepted, f"{name}: `ospo {' '.join(arguments)}` rejected by {source}"

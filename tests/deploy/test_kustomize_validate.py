@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 
-def test_there_are_cpu_gpu_and_dev_overlays(helpers) -> None:
-    assert {"cpu", "gpu", "dev"} <= set(helpers.OVERLAYS)
+def test_there_are_cpu_gpu_and_dev_overlays(deploy_helpers) -> None:
+    assert {"cpu", "gpu", "dev"} <= set(deploy_helpers.OVERLAYS)
 
 
 def test_overlay_renders_every_component(rendered) -> None:
@@ -24,7 +24,7 @@ def test_overlay_renders_every_component(rendered) -> None:
     assert expected <= kinds, f"{rendered.overlay} lacks {sorted(expected - kinds)}"
 
 
-def test_overlay_validates_against_kubernetes_schemas(rendered, helpers) -> None:
+def test_overlay_validates_against_kubernetes_schemas(rendered, deploy_helpers) -> None:
     kubernetes_validate = pytest.importorskip(
         "kubernetes_validate", reason="kubernetes-validate is not installed"
     )
@@ -32,7 +32,7 @@ def test_overlay_validates_against_kubernetes_schemas(rendered, helpers) -> None
     for doc in rendered.docs:
         where = f"{doc['kind']}/{doc['metadata']['name']}"
         try:
-            kubernetes_validate.validate(doc, helpers.KUBERNETES_VERSION, strict=True)
+            kubernetes_validate.validate(doc, deploy_helpers.KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
             path = ".".join(str(part) for part in error.path)
             failures.append(f"{where}: {path}: {error.message}")
@@ -41,13 +41,13 @@ def test_overlay_validates_against_kubernetes_schemas(rendered, helpers) -> None
     assert not failures, f"{rendered.overlay}:\n" + "\n".join(failures)
 
 
-def test_validation_rejects_a_broken_manifest(rendered, helpers) -> None:
+def test_validation_rejects_a_broken_manifest(rendered, deploy_helpers) -> None:
     """The validator really runs strict: an unknown field in a rendered Deployment fails."""
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     deployment = next(doc for doc in rendered.docs if doc["kind"] == "Deployment")
     broken = {**deployment, "spec": {**deployment["spec"], "replicaz": 3}}
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(broken, helpers.KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(broken, deploy_helpers.KUBERNETES_VERSION, strict=True)
 
 
 def test_all_objects_live_in_one_namespace(rendered) -> None:

@@ -56,21 +56,21 @@ def resolve_port(container, port) -> int:
 # --- probes and port ---------------------------------------------------------------------
 
 
-def test_probes_point_at_routes_the_app_serves(rendered, helpers) -> None:
+def test_probes_point_at_routes_the_app_serves(rendered, deploy_helpers) -> None:
     container = rendered.api_container()
     probes = http_probes(container)
     assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(probes)
     for kind, probe in probes.items():
         path = probe["httpGet"]["path"].split("?", 1)[0]
-        source, exists = helpers.route_exists(path)
+        source, exists = deploy_helpers.route_exists(path)
         assert exists, f"{kind} -> {path}, not a route of {source}"
     assert probes["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
-def test_probes_need_no_credentials_when_the_api_key_is_set(rendered, helpers) -> None:
+def test_probes_need_no_credentials_when_the_api_key_is_set(rendered, deploy_helpers) -> None:
     """The Deployment sets OSPO_API_KEY and the kubelet sends no Authorization header."""
-    client = helpers.app_client(api_key="probe-test-key")
+    client = deploy_helpers.app_client(api_key="probe-test-key")
     if client is None:
         pytest.skip("service.api.app.create_app does not exist yet")
     assert client.get("/attribute").status_code == 401, "the key is not enforced at all"
@@ -85,13 +85,15 @@ def test_startup_probe_allows_minutes_for_model_and_index_loading(rendered) -> N
     assert budget_s >= 300, f"startup budget {budget_s}s is too short to load models"
 
 
-def test_container_port_is_the_port_ospo_serve_listens_on(rendered, helpers) -> None:
+def test_container_port_is_the_port_ospo_serve_listens_on(rendered, deploy_helpers) -> None:
     container = rendered.api_container()
-    arguments = helpers.command_line(container)
+    arguments = deploy_helpers.command_line(container)
     assert arguments[:1] == ["serve"]
-    serve_port = int(helpers.option(arguments, "--port") or helpers.default_port())
-    assert serve_port == helpers.default_port()
-    assert helpers.option(arguments, "--host") == "0.0.0.0", "serve must listen on all interfaces"
+    serve_port = int(deploy_helpers.option(arguments, "--port") or deploy_helpers.default_port())
+    assert serve_port == deploy_helpers.default_port()
+    assert deploy_helpers.option(arguments, "--host") == "0.0.0.0", (
+        "serve must listen on all interfaces"
+    )
     ports = {p["containerPort"] for p in container["ports"]}
     assert ports == {serve_port}
     for probe in http_probes(container).values():
@@ -119,11 +121,11 @@ def test_service_routes_to_the_serving_port(rendered) -> None:
         )
 
 
-def test_prometheus_scrapes_the_metrics_route(rendered, helpers) -> None:
+def test_prometheus_scrapes_the_metrics_route(rendered, deploy_helpers) -> None:
     api = rendered.api()
     annotations = api.pod_annotations
     assert annotations.get("prometheus.io/scrape") == "true"
-    source, exists = helpers.route_exists(annotations.get("prometheus.io/path", "/metrics"))
+    source, exists = deploy_helpers.route_exists(annotations.get("prometheus.io/path", "/metrics"))
     assert exists, f"no metrics route in {source}"
     assert (
         int(annotations["prometheus.io/port"])
@@ -134,20 +136,20 @@ def test_prometheus_scrapes_the_metrics_route(rendered, helpers) -> None:
 # --- settings ----------------------------------------------------------------------------
 
 
-def test_every_env_var_is_a_setting_the_service_reads(rendered, helpers) -> None:
-    settings = helpers.known_settings()
+def test_every_env_var_is_a_setting_the_service_reads(rendered, deploy_helpers) -> None:
+    settings = deploy_helpers.known_settings()
     for workload in rendered.ospo_workloads():
         for container in workload.containers():
             names = set(rendered.container_env(container))
-            unknown = names - settings.env_names - helpers.RUNTIME_ENV
+            unknown = names - settings.env_names - deploy_helpers.RUNTIME_ENV
             assert not unknown, (
                 f"{workload.name}/{container['name']} sets {sorted(unknown)}, "
                 f"unknown to {settings.source}"
             )
 
 
-def test_deployment_sets_what_a_shared_deployment_needs(rendered, helpers) -> None:
-    required = helpers.DEPLOYMENT_REQUIRED_ENV | helpers.known_settings().required_env
+def test_deployment_sets_what_a_shared_deployment_needs(rendered, deploy_helpers) -> None:
+    required = deploy_helpers.DEPLOYMENT_REQUIRED_ENV | deploy_helpers.known_settings().required_env
     env = rendered.container_env(rendered.api_container())
     missing = required - set(env)
     assert not missing, f"the ospo Deployment does not set {sorted(missing)}"
@@ -156,7 +158,7 @@ def test_deployment_sets_what_a_shared_deployment_needs(rendered, helpers) -> No
             assert "OSPO_DATA_DIR" in rendered.container_env(container), workload.name
 
 
-def test_api_key_comes_from_a_secret_reference(rendered, helpers) -> None:
+def test_api_key_comes_from_a_secret_reference(rendered, deploy_helpers) -> None:
     for workload in rendered.ospo_workloads():
         for container in workload.containers():
             entry = rendered.container_env(container).get("OSPO_API_KEY")
@@ -176,7 +178,7 @@ def test_api_key_comes_from_a_secret_reference(rendered, helpers) -> None:
         assert secret_ref["key"] in {**secrets[secret_ref["name"]].get("data", {})}
     else:
         assert not secrets, "shared-cluster overlays must not ship a Secret"
-        deploy_md = (helpers.REPO / "docs" / "DEPLOY.md").read_text()
+        deploy_md = (deploy_helpers.REPO / "docs" / "DEPLOY.md").read_text()
         assert f"create secret generic {secret_ref['name']}" in deploy_md
         assert f"--from-literal={secret_ref['key']}=" in deploy_md
 
@@ -212,7 +214,7 @@ def test_data_dir_and_tmp_are_writable_volumes(rendered) -> None:
                 assert "emptyDir" in volume or "persistentVolumeClaim" in volume
 
 
-def retriever_entries(rendered, helpers, tmp_path: Path) -> list[dict]:
+def retriever_entries(rendered, deploy_helpers, tmp_path: Path) -> list[dict]:
     env = rendered.container_env(rendered.api_container())
     config_path = env["OSPO_CONFIG"]["value"]
     api = rendered.api()
@@ -230,10 +232,10 @@ def retriever_entries(rendered, helpers, tmp_path: Path) -> list[dict]:
     return read_retriever_entries(copy)
 
 
-def test_retriever_indexes_come_from_the_index_volume(rendered, helpers, tmp_path) -> None:
+def test_retriever_indexes_come_from_the_index_volume(rendered, deploy_helpers, tmp_path) -> None:
     api = rendered.api()
     mounts = mounts_by_path(api, rendered.api_container())
-    entries = retriever_entries(rendered, helpers, tmp_path)
+    entries = retriever_entries(rendered, deploy_helpers, tmp_path)
     assert entries
     for entry in entries:
         index_dir = entry.get("index_dir")
@@ -249,14 +251,16 @@ def test_retriever_indexes_come_from_the_index_volume(rendered, helpers, tmp_pat
         rendered.one("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
 
 
-def test_index_job_builds_exactly_what_the_retrievers_load(rendered, helpers, tmp_path) -> None:
-    entries = retriever_entries(rendered, helpers, tmp_path)
+def test_index_job_builds_exactly_what_the_retrievers_load(
+    rendered, deploy_helpers, tmp_path
+) -> None:
+    entries = retriever_entries(rendered, deploy_helpers, tmp_path)
     jobs = [w for w in rendered.ospo_workloads() if w.kind == "Job"]
     builds = [
-        helpers.command_line(c)
+        deploy_helpers.command_line(c)
         for job in jobs
         for c in job.containers()
-        if helpers.command_line(c)[:2] == ["index", "build"]
+        if deploy_helpers.command_line(c)[:2] == ["index", "build"]
     ]
     assert builds, "no Job runs `ospo index build`"
     claims = {
@@ -272,12 +276,12 @@ def test_index_job_builds_exactly_what_the_retrievers_load(rendered, helpers, tm
     }
     assert api_claims <= claims, "the Job must write the PVC the service reads"
     for entry in entries:
-        matching = [b for b in builds if helpers.option(b, "--out") == entry["index_dir"]]
+        matching = [b for b in builds if deploy_helpers.option(b, "--out") == entry["index_dir"]]
         assert matching, f"no index build writes {entry['index_dir']}"
         build = matching[0]
-        assert helpers.option(build, "--encoder") == entry.get("encoder", "all-MiniLM-L6-v2")
-        assert helpers.option(build, "--catalog") == entry.get("catalog", "demo")
-        assert helpers.option(build, "--index") == entry.get("index_type", "flat")
+        assert deploy_helpers.option(build, "--encoder") == entry.get("encoder", "all-MiniLM-L6-v2")
+        assert deploy_helpers.option(build, "--catalog") == entry.get("catalog", "demo")
+        assert deploy_helpers.option(build, "--index") == entry.get("index_type", "flat")
     for job in jobs:
         assert job.pod_spec["restartPolicy"] in {"OnFailure", "Never"}
 
@@ -331,16 +335,16 @@ def test_replicas_spread_across_nodes(rendered) -> None:
         assert constraint["labelSelector"]["matchLabels"].items() <= api.pod_labels.items()
 
 
-def test_selectors_match_the_pods(rendered, helpers) -> None:
+def test_selectors_match_the_pods(rendered, deploy_helpers) -> None:
     for workload in rendered.workloads():
         if workload.kind == "Job":
             continue
-        assert helpers.selector_matches(workload.spec["selector"], workload.pod_labels), (
+        assert deploy_helpers.selector_matches(workload.spec["selector"], workload.pod_labels), (
             workload.name
         )
     api = rendered.api()
     (pdb,) = rendered.of_kind("PodDisruptionBudget")
-    assert helpers.selector_matches(pdb["spec"]["selector"], api.pod_labels)
+    assert deploy_helpers.selector_matches(pdb["spec"]["selector"], api.pod_labels)
     (hpa,) = rendered.of_kind("HorizontalPodAutoscaler")
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", api.name)
@@ -350,14 +354,16 @@ def test_selectors_match_the_pods(rendered, helpers) -> None:
     assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
-def test_images_are_pinned_and_the_gpu_overlay_uses_the_gpu_image(all_rendered, helpers) -> None:
+def test_images_are_pinned_and_the_gpu_overlay_uses_the_gpu_image(
+    all_rendered, deploy_helpers
+) -> None:
     images = {}
     for name, rendered in all_rendered.items():
         found = {
             c["image"]
             for w in rendered.ospo_workloads()
             for c in w.containers()
-            if helpers.is_ospo_image(c["image"])
+            if deploy_helpers.is_ospo_image(c["image"])
         }
         assert len(found) == 1, f"{name}: one ospo image per overlay, got {found}"
         image = found.pop()
@@ -392,27 +398,27 @@ def test_redis_is_a_bounded_lru_cache_without_persistence(rendered) -> None:
 # --- NetworkPolicy -------------------------------------------------------------------------
 
 
-def policies_selecting(rendered, helpers, labels) -> list[dict]:
+def policies_selecting(rendered, deploy_helpers, labels) -> list[dict]:
     return [
         p
         for p in rendered.of_kind("NetworkPolicy")
-        if helpers.selector_matches(p["spec"]["podSelector"], labels)
+        if deploy_helpers.selector_matches(p["spec"]["podSelector"], labels)
     ]
 
 
-def test_every_network_policy_selects_pods(rendered, helpers) -> None:
+def test_every_network_policy_selects_pods(rendered, deploy_helpers) -> None:
     for policy in rendered.of_kind("NetworkPolicy"):
         assert policy["spec"]["podSelector"], f"{policy['metadata']['name']} selects every pod"
         assert any(
-            helpers.selector_matches(policy["spec"]["podSelector"], w.pod_labels)
+            deploy_helpers.selector_matches(policy["spec"]["podSelector"], w.pod_labels)
             for w in rendered.workloads()
         ), f"{policy['metadata']['name']} selects no pod"
 
 
-def test_only_labelled_clients_and_prometheus_reach_the_service(rendered, helpers) -> None:
+def test_only_labelled_clients_and_prometheus_reach_the_service(rendered, deploy_helpers) -> None:
     api = rendered.api()
     port = rendered.api_container()["ports"][0]["containerPort"]
-    policies = policies_selecting(rendered, helpers, api.pod_labels)
+    policies = policies_selecting(rendered, deploy_helpers, api.pod_labels)
     assert policies and all("Ingress" in p["spec"]["policyTypes"] for p in policies)
     client = {CLIENT_LABEL[0]: CLIENT_LABEL[1]}
     client_allowed = False
@@ -430,14 +436,14 @@ def test_only_labelled_clients_and_prometheus_reach_the_service(rendered, helper
                 assert is_client or is_prometheus, f"unexpected peer {peer}"
                 client_allowed |= is_client
                 # An unlabelled pod must never match.
-                assert not helpers.selector_matches(selector, {"app": "anything"})
+                assert not deploy_helpers.selector_matches(selector, {"app": "anything"})
     assert client_allowed, f"pods labelled {client} cannot reach the service"
 
 
-def test_only_the_service_reaches_redis(rendered, helpers) -> None:
+def test_only_the_service_reaches_redis(rendered, deploy_helpers) -> None:
     redis = rendered.redis()
     others = [w for w in rendered.workloads() if w.name != rendered.api().name]
-    policies = policies_selecting(rendered, helpers, redis.pod_labels)
+    policies = policies_selecting(rendered, deploy_helpers, redis.pod_labels)
     assert policies
     for policy in policies:
         assert "Ingress" in policy["spec"]["policyTypes"]
@@ -445,19 +451,21 @@ def test_only_the_service_reaches_redis(rendered, helpers) -> None:
             assert rule.get("from")
             for peer in rule["from"]:
                 assert set(peer) == {"podSelector"}, "Redis is reached from this namespace only"
-                assert helpers.selector_matches(peer["podSelector"], rendered.api().pod_labels)
+                assert deploy_helpers.selector_matches(
+                    peer["podSelector"], rendered.api().pod_labels
+                )
                 for workload in others:
-                    assert not helpers.selector_matches(peer["podSelector"], workload.pod_labels), (
-                        f"{workload.name} may reach Redis"
-                    )
+                    assert not deploy_helpers.selector_matches(
+                        peer["podSelector"], workload.pod_labels
+                    ), f"{workload.name} may reach Redis"
 
 
-def test_service_egress_allows_redis_and_dns(rendered, helpers) -> None:
+def test_service_egress_allows_redis_and_dns(rendered, deploy_helpers) -> None:
     api, redis = rendered.api(), rendered.redis()
     redis_port = redis.containers(False)[0]["ports"][0]["containerPort"]
     egress_rules = [
         rule
-        for policy in policies_selecting(rendered, helpers, api.pod_labels)
+        for policy in policies_selecting(rendered, deploy_helpers, api.pod_labels)
         if "Egress" in policy["spec"]["policyTypes"]
         for rule in policy["spec"].get("egress") or []
     ]
@@ -465,7 +473,7 @@ def test_service_egress_allows_redis_and_dns(rendered, helpers) -> None:
     reaches_redis = any(
         redis_port in [p["port"] for p in rule.get("ports", [])]
         and any(
-            helpers.selector_matches(peer.get("podSelector"), redis.pod_labels)
+            deploy_helpers.selector_matches(peer.get("podSelector"), redis.pod_labels)
             for peer in rule["to"]
         )
         for rule in egress_rules
@@ -530,9 +538,9 @@ def test_cpu_overlay_keeps_the_service_off_gpu_nodes(all_rendered) -> None:
     assert not any(t.get("key") == GPU_RESOURCE for t in api.pod_spec.get("tolerations", []))
 
 
-def test_ospo_commands_parse_with_the_real_cli(rendered, helpers) -> None:
+def test_ospo_commands_parse_with_the_real_cli(rendered, deploy_helpers) -> None:
     for workload in rendered.ospo_workloads():
         for container in workload.containers():
-            arguments = helpers.command_line(container)
-            source, accepted = helpers.cli_accepts(arguments)
+            arguments = deploy_helpers.command_line(container)
+            source, accepted = deploy_helpers.cli_accepts(arguments)
             assert accepted, f"{workload.name}: `ospo {' '.join(arguments)}` rejected by {source}"

@@ -24,7 +24,7 @@ from service.retrieval.index import encode_products  # noqa: E402
 
 
 @pytest.fixture
-def small_catalog() -> Catalog:
+def tiny_catalog() -> Catalog:
     products = [
         Product(
             "p1", "Waterproof leather hiking boots", "Women's boots for mountain trails, brown."

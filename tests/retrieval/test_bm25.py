@@ -24,8 +24,8 @@ from service.retrieval.registry import RetrieverRegistry, RetrieverSpec, index_d
 
 
 @pytest.fixture
-def bm25(small_catalog: Catalog, tmp_path: Path) -> LexicalIndex:
-    return build_lexical_index(small_catalog, tmp_path / "bm25")
+def bm25(tiny_catalog: Catalog, tmp_path: Path) -> LexicalIndex:
+    return build_lexical_index(tiny_catalog, tmp_path / "bm25")
 
 
 def test_ranks_by_shared_terms_and_omits_products_without_any(bm25: LexicalIndex) -> None:
@@ -55,25 +55,25 @@ def test_stand_in_encoder_matches_search_texts(bm25: LexicalIndex) -> None:
         np.testing.assert_array_equal(a[0], b[0])
 
 
-def test_ties_are_ordered_by_row(small_catalog: Catalog, tmp_path: Path) -> None:
+def test_ties_are_ordered_by_row(tiny_catalog: Catalog, tmp_path: Path) -> None:
     from dataclasses import replace
 
     from service.retrieval.catalog import Product
 
     twins = [Product(f"t{i}", "red mug", "") for i in range(6)]
-    index = build_lexical_index(replace(small_catalog, products=twins), tmp_path / "t")
+    index = build_lexical_index(replace(tiny_catalog, products=twins), tmp_path / "t")
     _, rows = index.search_texts(["red mug"], 4)
     assert rows[0].tolist() == [0, 1, 2, 3]
 
 
 def test_manifest_round_trip_and_refusals(
-    bm25: LexicalIndex, small_catalog: Catalog, tmp_path: Path
+    bm25: LexicalIndex, tiny_catalog: Catalog, tmp_path: Path
 ) -> None:
     manifest = bm25.manifest
     assert (manifest.backend, manifest.index_type, manifest.format) == ("bm25", "bm25", 2)
     assert manifest.details["k1"] == 1.5 and manifest.details["stemmer"] == "english"
     assert bm25.path is not None
-    loaded = load_lexical_index(bm25.path, expected_catalog_hash=small_catalog.fingerprint())
+    loaded = load_lexical_index(bm25.path, expected_catalog_hash=tiny_catalog.fingerprint())
     assert loaded.manifest == manifest and loaded.ids == bm25.ids
     with pytest.raises(IndexMismatchError, match="over catalog"):
         load_lexical_index(bm25.path, expected_catalog_hash="0" * 64)
@@ -88,8 +88,8 @@ def test_manifest_round_trip_and_refusals(
         load_lexical_index(bm25.path)
 
 
-def test_registry_builds_once_and_serves_search(small_catalog: Catalog, tmp_path: Path) -> None:
-    bundle = str(save_catalog(small_catalog, tmp_path / "catalogs" / "small"))
+def test_registry_builds_once_and_serves_search(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    bundle = str(save_catalog(tiny_catalog, tmp_path / "catalogs" / "small"))
     data_dir = tmp_path / "data"
     spec = RetrieverSpec(name="lexical", kind="bm25", catalog=bundle)
     retriever = RetrieverRegistry.load([spec], data_dir).get("lexical")

@@ -20,9 +20,9 @@ from service.retrieval.catalog import (
 )
 
 
-def test_round_trip_keeps_everything(small_catalog: Catalog, tmp_path: Path) -> None:
-    small_catalog.query_attributes["q1"] = {"category": "hiking-boots", "gender": "women's"}
-    out = save_catalog(small_catalog, tmp_path / "bundle")
+def test_round_trip_keeps_everything(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    tiny_catalog.query_attributes["q1"] = {"category": "hiking-boots", "gender": "women's"}
+    out = save_catalog(tiny_catalog, tmp_path / "bundle")
     assert sorted(p.name for p in out.iterdir()) == [
         "catalog.json",
         "labels.tsv",
@@ -31,30 +31,30 @@ def test_round_trip_keeps_everything(small_catalog: Catalog, tmp_path: Path) -> 
     ]
     loaded = load_catalog(out)
     assert loaded.name == "small"
-    assert loaded.products == small_catalog.products
-    assert loaded.queries == small_catalog.queries
-    assert loaded.labels == small_catalog.labels
-    assert loaded.split == small_catalog.split
+    assert loaded.products == tiny_catalog.products
+    assert loaded.queries == tiny_catalog.queries
+    assert loaded.labels == tiny_catalog.labels
+    assert loaded.split == tiny_catalog.split
     assert loaded.query_attributes == {"q1": {"category": "hiking-boots", "gender": "women's"}}
     assert (
-        json.loads((out / "catalog.json").read_text())["fingerprint"] == small_catalog.fingerprint()
+        json.loads((out / "catalog.json").read_text())["fingerprint"] == tiny_catalog.fingerprint()
     )
     assert (out / "labels.tsv").read_text().splitlines()[0] == "q1\tp1\t1.0"
 
 
-def test_save_replaces_an_existing_bundle(small_catalog: Catalog, tmp_path: Path) -> None:
-    save_catalog(small_catalog, tmp_path / "bundle")
-    smaller = replace(small_catalog, products=small_catalog.products[:3], labels={})
+def test_save_replaces_an_existing_bundle(tiny_catalog: Catalog, tmp_path: Path) -> None:
+    save_catalog(tiny_catalog, tmp_path / "bundle")
+    smaller = replace(tiny_catalog, products=tiny_catalog.products[:3], labels={})
     save_catalog(smaller, tmp_path / "bundle")
     assert [p.id for p in load_catalog(tmp_path / "bundle").products] == ["p1", "p2", "p3"]
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary leftovers
 
 
-def test_fingerprint_covers_product_text_only(small_catalog: Catalog) -> None:
-    base = small_catalog.fingerprint()
-    assert base == catalog_fingerprint(list(small_catalog.products))
-    assert replace(small_catalog, queries={}).fingerprint() == base
-    edited = [replace(small_catalog.products[0], text="changed"), *small_catalog.products[1:]]
+def test_fingerprint_covers_product_text_only(tiny_catalog: Catalog) -> None:
+    base = tiny_catalog.fingerprint()
+    assert base == catalog_fingerprint(list(tiny_catalog.products))
+    assert replace(tiny_catalog, queries={}).fingerprint() == base
+    edited = [replace(tiny_catalog.products[0], text="changed"), *tiny_catalog.products[1:]]
     assert catalog_fingerprint(edited) != base
     # Field boundaries matter: moving a character from title to text changes the hash.
     assert catalog_fingerprint([Product("a", "bc", "d")]) != catalog_fingerprint(
@@ -62,35 +62,35 @@ def test_fingerprint_covers_product_text_only(small_catalog: Catalog) -> None:
     )
 
 
-def test_product_lookup_and_split_filter(small_catalog: Catalog) -> None:
-    product = small_catalog.product("p3")
+def test_product_lookup_and_split_filter(tiny_catalog: Catalog) -> None:
+    product = tiny_catalog.product("p3")
     assert product is not None and product.title == "Stainless steel water bottle"
-    assert small_catalog.product("nope") is None
-    assert small_catalog.query_ids("test") == ["q2"]
-    assert small_catalog.query_ids() == ["q1", "q2"]
+    assert tiny_catalog.product("nope") is None
+    assert tiny_catalog.query_ids("test") == ["q2"]
+    assert tiny_catalog.query_ids() == ["q1", "q2"]
     assert Product("x", "Title", "").passage() == "Title"
     assert Product("x", "Title", "Body").passage() == "Title. Body"
 
 
-def test_missing_directory_and_files(tmp_path: Path, small_catalog: Catalog) -> None:
+def test_missing_directory_and_files(tmp_path: Path, tiny_catalog: Catalog) -> None:
     with pytest.raises(CatalogError, match="does not exist"):
         load_catalog(tmp_path / "absent")
-    out = save_catalog(small_catalog, tmp_path / "bundle")
+    out = save_catalog(tiny_catalog, tmp_path / "bundle")
     (out / "products.jsonl").unlink()
     with pytest.raises(CatalogError, match="products.jsonl does not exist"):
         load_catalog(out)
 
 
-def test_edited_bundle_fails_its_fingerprint(tmp_path: Path, small_catalog: Catalog) -> None:
-    out = save_catalog(small_catalog, tmp_path / "bundle")
+def test_edited_bundle_fails_its_fingerprint(tmp_path: Path, tiny_catalog: Catalog) -> None:
+    out = save_catalog(tiny_catalog, tmp_path / "bundle")
     lines = (out / "products.jsonl").read_text().splitlines()
     (out / "products.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(CatalogError, match="fingerprint does not match"):
         load_catalog(out)
 
 
-def test_bad_lines_are_named(tmp_path: Path, small_catalog: Catalog) -> None:
-    out = save_catalog(small_catalog, tmp_path / "bundle")
+def test_bad_lines_are_named(tmp_path: Path, tiny_catalog: Catalog) -> None:
+    out = save_catalog(tiny_catalog, tmp_path / "bundle")
     (out / "labels.tsv").write_text("q1\tp1\t1.0\nq1\tp2\tlots\n")
     with pytest.raises(CatalogError, match=r"labels.tsv:2: gain 'lots' is not a number"):
         load_catalog(out)
@@ -103,22 +103,20 @@ def test_bad_lines_are_named(tmp_path: Path, small_catalog: Catalog) -> None:
         load_catalog(out)
 
 
-def test_labels_with_zero_gain_are_dropped(tmp_path: Path, small_catalog: Catalog) -> None:
-    out = save_catalog(small_catalog, tmp_path / "bundle")
+def test_labels_with_zero_gain_are_dropped(tmp_path: Path, tiny_catalog: Catalog) -> None:
+    out = save_catalog(tiny_catalog, tmp_path / "bundle")
     (out / "labels.tsv").write_text("query_id\tproduct_id\tgain\nq1\tp1\t1.0\nq1\tp2\t0\n")
     assert load_catalog(out).labels == {"q1": {"p1": 1.0}}
 
 
-def test_invalid_catalogs_are_refused(tmp_path: Path, small_catalog: Catalog) -> None:
-    duplicate = replace(
-        small_catalog, products=[*small_catalog.products, small_catalog.products[0]]
-    )
+def test_invalid_catalogs_are_refused(tmp_path: Path, tiny_catalog: Catalog) -> None:
+    duplicate = replace(tiny_catalog, products=[*tiny_catalog.products, tiny_catalog.products[0]])
     with pytest.raises(CatalogError, match="duplicate product id 'p1'"):
         save_catalog(duplicate, tmp_path / "a")
-    tabbed = replace(small_catalog, products=[Product("p\t1", "t", "x")])
+    tabbed = replace(tiny_catalog, products=[Product("p\t1", "t", "x")])
     with pytest.raises(CatalogError, match="tab or newline"):
         save_catalog(tabbed, tmp_path / "b")
-    zero_gain = replace(small_catalog, labels={"q1": {"p1": 0.0}})
+    zero_gain = replace(tiny_catalog, labels={"q1": {"p1": 0.0}})
     with pytest.raises(CatalogError, match="must be > 0"):
         save_catalog(zero_gain, tmp_path / "c")
 

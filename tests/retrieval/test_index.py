@@ -75,9 +75,9 @@ def test_flat_search_is_exact(sub_catalog: Catalog, tmp_path: Path) -> None:
     np.testing.assert_allclose(brute[rows[0]], scores[0], atol=1e-5)
 
 
-def test_k_is_clamped_and_edge_cases(small_catalog: Catalog, tmp_path: Path) -> None:
+def test_k_is_clamped_and_edge_cases(tiny_catalog: Catalog, tmp_path: Path) -> None:
     encoder = HashEncoder(32)
-    index = build_index(small_catalog, encoder, "flat", tmp_path / "idx", progress=False)
+    index = build_index(tiny_catalog, encoder, "flat", tmp_path / "idx", progress=False)
     scores, rows = index.search(encoder.encode(["boots", "chair"]), 1000)
     assert rows.shape == (2, 8) and sorted(rows[0].tolist()) == list(range(8))
     assert index.search(encoder.encode(["boots"]), 0)[1].shape == (1, 0)
@@ -88,22 +88,22 @@ def test_k_is_clamped_and_edge_cases(small_catalog: Catalog, tmp_path: Path) -> 
 
 
 def test_ivf_on_a_tiny_catalog_returns_minus_one_for_missing_rows(
-    small_catalog: Catalog, tmp_path: Path
+    tiny_catalog: Catalog, tmp_path: Path
 ) -> None:
     encoder = HashEncoder(32)
-    index = build_index(small_catalog, encoder, "ivf", tmp_path / "idx", progress=False)
+    index = build_index(tiny_catalog, encoder, "ivf", tmp_path / "idx", progress=False)
     scores, rows = index.search(encoder.encode(["boots"]), 8)
     assert rows.shape == (1, 8)
     found = rows[0][rows[0] >= 0]
     assert len(set(found.tolist())) == len(found) and set(rows[0].tolist()) <= set(range(-1, 8))
 
 
-def test_build_errors(small_catalog: Catalog, tmp_path: Path) -> None:
+def test_build_errors(tiny_catalog: Catalog, tmp_path: Path) -> None:
     with pytest.raises(IndexBuildError, match="not one of flat, hnsw, ivf"):
-        build_index(small_catalog, HashEncoder(32), "lsh", tmp_path / "idx", progress=False)
+        build_index(tiny_catalog, HashEncoder(32), "lsh", tmp_path / "idx", progress=False)
     with pytest.raises(IndexBuildError, match="has no products"):
         build_index(
-            replace(small_catalog, products=[]),
+            replace(tiny_catalog, products=[]),
             HashEncoder(32),
             "flat",
             tmp_path / "idx",
@@ -112,14 +112,14 @@ def test_build_errors(small_catalog: Catalog, tmp_path: Path) -> None:
     assert not (tmp_path / "idx").exists()
 
 
-def test_overwrite_false_keeps_the_first_index(small_catalog: Catalog, tmp_path: Path) -> None:
+def test_overwrite_false_keeps_the_first_index(tiny_catalog: Catalog, tmp_path: Path) -> None:
     encoder = HashEncoder(32)
     first = build_index(
-        small_catalog, encoder, "flat", tmp_path / "idx", progress=False, overwrite=False
+        tiny_catalog, encoder, "flat", tmp_path / "idx", progress=False, overwrite=False
     )
     before = (tmp_path / "idx" / "index.faiss").stat().st_mtime_ns
     second = build_index(
-        small_catalog, encoder, "flat", tmp_path / "idx", progress=False, overwrite=False
+        tiny_catalog, encoder, "flat", tmp_path / "idx", progress=False, overwrite=False
     )
     assert second.manifest == first.manifest
     assert (tmp_path / "idx" / "index.faiss").stat().st_mtime_ns == before
@@ -127,8 +127,8 @@ def test_overwrite_false_keeps_the_first_index(small_catalog: Catalog, tmp_path:
 
 
 @pytest.fixture
-def built_dir(small_catalog: Catalog, tmp_path: Path) -> Path:
-    build_index(small_catalog, HashEncoder(32), "flat", tmp_path / "idx", progress=False)
+def built_dir(tiny_catalog: Catalog, tmp_path: Path) -> Path:
+    build_index(tiny_catalog, HashEncoder(32), "flat", tmp_path / "idx", progress=False)
     return tmp_path / "idx"
 
 

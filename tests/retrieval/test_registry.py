@@ -21,8 +21,8 @@ from service.retrieval.registry import (
 
 
 @pytest.fixture
-def bundle(small_catalog: Catalog, tmp_path: Path) -> str:
-    return str(save_catalog(small_catalog, tmp_path / "catalogs" / "small"))
+def bundle(tiny_catalog: Catalog, tmp_path: Path) -> str:
+    return str(save_catalog(tiny_catalog, tmp_path / "catalogs" / "small"))
 
 
 def test_two_retrievers_with_different_encoders(bundle: str, tmp_path: Path) -> None:
@@ -117,8 +117,8 @@ def test_concurrent_starts_share_one_index(bundle: str, tmp_path: Path) -> None:
     assert len(list((data_dir / "indexes").iterdir())) == 1  # no leftover temporary directories
 
 
-def test_prebuilt_index_dir_is_checked(bundle: str, small_catalog: Catalog, tmp_path: Path) -> None:
-    build_index(small_catalog, HashEncoder(32), "flat", tmp_path / "prebuilt", progress=False)
+def test_prebuilt_index_dir_is_checked(bundle: str, tiny_catalog: Catalog, tmp_path: Path) -> None:
+    build_index(tiny_catalog, HashEncoder(32), "flat", tmp_path / "prebuilt", progress=False)
     ok = RetrieverRegistry.load(
         [RetrieverSpec(encoder="hash:32", catalog=bundle, index_dir=str(tmp_path / "prebuilt"))],
         tmp_path / "d",

@@ -228,13 +228,13 @@ def test_infinity_embeddings_equal_local_pytorch(infinity_url: str) -> None:
 
 @pytest.mark.slow
 def test_request_path_against_infinity(
-    infinity_url: str, small_catalog: Catalog, tmp_path: Path
+    infinity_url: str, tiny_catalog: Catalog, tmp_path: Path
 ) -> None:
     from service.cache import MemoryScoreCache
     from service.engine import AttributionEngine, EncodeBatcher
     from service.schemas import AttributeRequest
 
-    bundle = str(save_catalog(small_catalog, tmp_path / "catalogs" / "small"))
+    bundle = str(save_catalog(tiny_catalog, tmp_path / "catalogs" / "small"))
     data_dir = tmp_path / "data"
     spec = RetrieverSpec(name="default", catalog=bundle, backend="remote", remote_url=infinity_url)
     registry = RetrieverRegistry.load([spec], data_dir)
