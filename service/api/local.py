@@ -85,6 +85,7 @@ def serve_in_background(
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
     )
+
     def run() -> None:
         try:
             server.run(sockets=[sock])
