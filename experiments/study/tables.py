@@ -133,6 +133,8 @@ def run_tables(
     extra: list[RetrieverEntry] = []
     if "cross-retriever" in names:
         extra.append(RetrieverEntry("mpnet", cross_encoder))
+        # Lexical: no encoder at all, the furthest a retriever can be from the training one.
+        extra.append(RetrieverEntry("bm25", cross_encoder, 'kind = "bm25"\n'))
     all_tables = tables(scale)
     timings = report.load_timings(out)
     live = train_missing or "cost" in names

@@ -11,6 +11,9 @@ also record the quantisation, the exporter's versions and a checksum of the enco
 an ONNX index carries its encoder in ``encoder/`` next to the index, so the model that encoded
 the documents is the one that encodes the queries. PyTorch indexes keep format 1 and their
 version hash, so indexes built before backends existed load unchanged (same cache keys).
+
+One module past the usual size: the manifest, the atomic build and the checked load are one
+on-disk format, and each half is only right next to the other.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ Correctness is checked, not assumed: every export encodes a fixed probe set with
 with onnxruntime and records the cosines in its metadata; an fp32 export whose worst cosine is
 below FP32_MIN_COSINE, or an int8 export below INT8_MIN_COSINE, is refused.
 
+One module past the usual size: export, quantisation, the agreement check and atomic
+publication are one build step, and its command line is the build images' entry point.
+
     python -m service.retrieval.onnx_export --encoder all-MiniLM-L6-v2 --backend onnx-int8 --out DIR
     python -m service.retrieval.onnx_export --backend onnx-int8 --into DIR   # DIR/<model>-<backend>
 """

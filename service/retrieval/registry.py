@@ -1,6 +1,7 @@
 """Retrievers (encoder + index + catalog) and the registry the service hosts them in.
 
-`RetrieverRegistry.load` builds each missing index once under
+`RetrieverRegistry.load` gets each retriever's encoder and index from
+service.retrieval.parts, which builds each missing index once under
 ``<data_dir>/indexes/<catalog>-<short hash of (encoder, catalog hash, index type[, backend])>``
 (built in a temporary directory and renamed, so concurrent starts never see half an index),
 loads it, and warms the retriever up with one search.
@@ -15,9 +16,7 @@ and loading an index under another backend refuses with one line.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -26,31 +25,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from service.errors import UnknownRetriever
-from service.retrieval.backends import (
-    BACKENDS,
-    BM25,
-    ONNX_BACKENDS,
-    REMOTE,
-    TORCH,
-)
+from service.retrieval.backends import BACKENDS, BM25, REMOTE, TORCH
 from service.retrieval.build import load_catalog_source
 from service.retrieval.catalog import Catalog
-from service.retrieval.encoder import (
-    MINILM,
-    Encoder,
-    EncoderLoadError,
-    canonical_encoder_name,
-    load_encoder,
-)
-from service.retrieval.index import (
-    ENCODER_DIR,
-    INDEX_TYPES,
-    IndexLoadError,
-    IndexMismatchError,
-    VectorIndex,
-    build_index,
-    load_index,
-)
+from service.retrieval.encoder import MINILM, Encoder, canonical_encoder_name
+from service.retrieval.index import INDEX_TYPES, VectorIndex
+from service.retrieval.parts import index_dir_for, retriever_parts
 
 if TYPE_CHECKING:
     from service.retrieval.lexical import LexicalIndex
@@ -249,189 +229,6 @@ class Retriever:
         }
 
 
-def index_dir_for(
-    data_dir: Path, catalog: Catalog, encoder_name: str, index_type: str, backend: str = TORCH
-) -> Path:
-    """Where the registry keeps the index of (catalog, encoder, index type, backend); PyTorch
-    indexes keep the directory they had before backends existed."""
-    parts = [canonical_encoder_name(encoder_name), catalog.fingerprint(), index_type]
-    if backend != TORCH:
-        parts.append(backend)
-    short = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:12]
-    return Path(data_dir) / "indexes" / f"{catalog.name}-{short}"
-
-
-def _cached_or_built_index(
-    catalog: Catalog,
-    encoder: Encoder,
-    index_type: str,
-    data_dir: Path,
-    progress: bool,
-    backend: str = TORCH,
-) -> VectorIndex:
-    path = index_dir_for(data_dir, catalog, encoder.name, index_type, backend)
-    if path.exists():
-        try:
-            return load_index(
-                path,
-                expected_encoder=encoder.name,
-                expected_catalog_hash=catalog.fingerprint(),
-                expected_backend=backend,
-            )
-        except IndexLoadError as exc:
-            logger.warning("rebuilding the cached index: %s", exc)
-            return build_index(
-                catalog, encoder, index_type, path, progress=progress, overwrite=True
-            )
-    started = time.perf_counter()
-    index = build_index(catalog, encoder, index_type, path, progress=progress, overwrite=False)
-    logger.info("index %s ready in %.1f s", path, time.perf_counter() - started)
-    return index
-
-
-def _onnx_encoder_of(index: VectorIndex, backend: str) -> Encoder:
-    """The ONNX encoder an index carries, checked against the index's manifest."""
-    from service.retrieval.onnx_encoder import OnnxEncoder
-
-    assert index.path is not None
-    encoder = OnnxEncoder.load(index.path / ENCODER_DIR)
-    manifest = index.manifest
-    if encoder.checksum != manifest.encoder_checksum or encoder.backend != backend:
-        raise IndexMismatchError(
-            f"index at {index.path}: its {ENCODER_DIR}/ ({encoder.backend}, {encoder.checksum[:12]}) "
-            f"is not the encoder its manifest records ({manifest.backend}, {manifest.encoder_checksum[:12]})"
-        )
-    if encoder.name != manifest.encoder or encoder.dim != manifest.dim:
-        raise IndexMismatchError(
-            f"index at {index.path}: its {ENCODER_DIR}/ holds {encoder.name} ({encoder.dim}-d), "
-            f"the manifest {manifest.encoder} ({manifest.dim}-d)"
-        )
-    return encoder
-
-
-def _onnx_retriever_parts(
-    spec: RetrieverSpec, catalog: Catalog, data_dir: Path, progress: bool
-) -> tuple[Encoder, VectorIndex]:
-    """(encoder, index) of an onnx / onnx-int8 retriever: the index's own export, made (once)
-    from the sentence-transformers model when the index does not exist yet."""
-    name = canonical_encoder_name(spec.encoder)
-    if spec.index_dir:
-        index = load_index(
-            Path(spec.index_dir).expanduser(),
-            expected_encoder=name,
-            expected_catalog_hash=catalog.fingerprint(),
-            expected_backend=spec.backend,
-        )
-        return _onnx_encoder_of(index, spec.backend), index
-    path = index_dir_for(data_dir, catalog, name, spec.index_type, spec.backend)
-    if path.exists():
-        try:
-            index = load_index(
-                path,
-                expected_encoder=name,
-                expected_catalog_hash=catalog.fingerprint(),
-                expected_backend=spec.backend,
-            )
-            return _onnx_encoder_of(index, spec.backend), index
-        except (IndexLoadError, EncoderLoadError) as exc:
-            logger.warning("rebuilding the cached index: %s", exc)
-    from service.retrieval.onnx_encoder import OnnxEncoder
-    from service.retrieval.onnx_export import ensure_onnx_export
-
-    export = ensure_onnx_export(spec.encoder, spec.backend, data_dir)
-    encoder = OnnxEncoder.load(export)
-    started = time.perf_counter()
-    index = build_index(
-        catalog, encoder, spec.index_type, path, progress=progress, overwrite=path.exists()
-    )
-    logger.info("index %s ready in %.1f s", path, time.perf_counter() - started)
-    return _onnx_encoder_of(index, spec.backend), index
-
-
-def _remote_encoder(spec: RetrieverSpec) -> Encoder:
-    from service.retrieval.remote import RemoteEncoder
-
-    assert spec.remote_url is not None
-    return RemoteEncoder.connect(
-        name=canonical_encoder_name(spec.encoder),
-        url=spec.remote_url,
-        model=spec.remote_model,
-        batch_size=spec.remote_batch_size,
-        timeout_s=spec.remote_timeout_s,
-        retries=spec.remote_retries,
-        concurrency=spec.remote_concurrency,
-        api_key_env=spec.remote_api_key_env,
-    )
-
-
-def _check_remote_index(index: VectorIndex, encoder: Encoder) -> None:
-    """The server must serve the model the index's documents were encoded with."""
-    recorded = index.manifest.details.get("remote_model")
-    model = getattr(encoder, "model", None)
-    if recorded != model:
-        raise IndexMismatchError(
-            f"index at {index.path} was built with remote model {recorded}, but the retriever asks the server for {model}"
-        )
-    if index.manifest.dim != encoder.dim:
-        raise IndexMismatchError(
-            f"index at {index.path} holds {index.manifest.dim}-d vectors, but the server returns {encoder.dim}-d ones"
-        )
-
-
-def _lexical_retriever_parts(
-    spec: RetrieverSpec, catalog: Catalog, data_dir: Path
-) -> tuple[Encoder, LexicalIndex]:
-    from service.retrieval.lexical import (
-        LEXICAL_ENCODER,
-        LexicalQueryEncoder,
-        build_lexical_index,
-        load_lexical_index,
-    )
-
-    if spec.index_dir:
-        index = load_lexical_index(
-            Path(spec.index_dir).expanduser(), expected_catalog_hash=catalog.fingerprint()
-        )
-        return LexicalQueryEncoder(index), index
-    path = index_dir_for(data_dir, catalog, LEXICAL_ENCODER, BM25, BM25)
-    found: LexicalIndex | None = None
-    if path.exists():
-        try:
-            found = load_lexical_index(path, expected_catalog_hash=catalog.fingerprint())
-        except IndexLoadError as exc:
-            logger.warning("rebuilding the cached BM25 index: %s", exc)
-    if found is None:
-        found = build_lexical_index(catalog, path, overwrite=path.exists())
-    return LexicalQueryEncoder(found), found
-
-
-def _retriever_parts(
-    spec: RetrieverSpec, catalog: Catalog, data_dir: Path, progress: bool
-) -> tuple[Encoder, VectorIndex | LexicalIndex]:
-    if spec.kind == BM25:
-        return _lexical_retriever_parts(spec, catalog, data_dir)
-    if spec.backend in ONNX_BACKENDS:
-        return _onnx_retriever_parts(spec, catalog, data_dir, progress)
-    if spec.backend == REMOTE:
-        encoder = _remote_encoder(spec)
-    else:
-        encoder = load_encoder(spec.encoder, data_dir=data_dir)
-    if spec.index_dir:
-        index = load_index(
-            Path(spec.index_dir).expanduser(),
-            expected_encoder=encoder.name,
-            expected_catalog_hash=catalog.fingerprint(),
-            expected_backend=spec.backend,
-        )
-    else:
-        index = _cached_or_built_index(
-            catalog, encoder, spec.index_type, data_dir, progress, spec.backend
-        )
-    if spec.backend == REMOTE:
-        _check_remote_index(index, encoder)
-    return encoder, index
-
-
 class RetrieverRegistry:
     """Retrievers by name."""
 
@@ -471,7 +268,7 @@ class RetrieverRegistry:
             reusable = not spec.index_dir and spec.backend != REMOTE
             parts = shared.get(key) if reusable else None
             if parts is None:
-                parts = _retriever_parts(spec, catalog, data_dir, progress)
+                parts = retriever_parts(spec, catalog, data_dir, progress)
                 if reusable:
                     shared[key] = parts
             encoder, index = parts
@@ -506,3 +303,13 @@ class RetrieverRegistry:
 
     def __iter__(self) -> Iterator[Retriever]:
         return iter(self._retrievers.values())
+
+
+__all__ = [
+    "Retriever",
+    "RetrieverRegistry",
+    "RetrieverSpec",
+    "SearchIndex",
+    "UnknownRetrieverError",
+    "index_dir_for",
+]

@@ -99,6 +99,8 @@ def test_main_table_compares_both_ospo_arms_with_grpo(smoke: Path) -> None:
 def test_cross_retriever_and_cost_rows(smoke: Path) -> None:
     cross = _rows(smoke / "cross-retriever.csv")
     assert {row["arm"] for row in cross} == {"untrained", "grpo", "ospo-prop", "ospo-rank"}
+    # One dense encoder other than the training one, and one lexical retriever.
+    assert {row["retriever"] for row in cross} == {"mpnet", "bm25"}
     cost = {row["arm"]: row for row in _rows(smoke / "cost.csv")}
     off = "ms/step cache off, untrained"
     assert float(cost["ospo-prop"][off]) > 0 and cost["grpo"]["M"] == "reward only"
