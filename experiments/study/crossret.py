@@ -26,7 +26,9 @@ def evaluate_cross(runner: Runner, table: Table, retrievers: Sequence[str]) -> d
     runs = report.stored_runs(runner.store, table)
     for arm in table.arms:
         for run in runs[arm.label]:
-            todo = [r for r in retrievers if f"heldout/{r}" not in run.extra]
+            # "default" too: the loaded policy's own NDCG under the training retriever, so a
+            # policy whose weights were regenerated is compared with itself, not with the run.
+            todo = [r for r in ("default", *retrievers) if f"heldout/{r}" not in run.extra]
             if not todo or runner.client is None:
                 continue
             policy = runner.final_policy(run)
@@ -59,9 +61,10 @@ def cross_retriever_table(
             scored = [r for r in arm_runs if key in r.extra]
             if not scored:
                 continue
-            own_key = "untrained/default" if label == "untrained" else None
             cross_key = f"untrained/{retriever}" if label == "untrained" else key
-            own = [r.extra[own_key] if own_key else r.final_ndcg for r in scored]
+            own = [
+                _own(r) if label != "untrained" else r.extra["untrained/default"] for r in scored
+            ]
             cross = [r.extra[cross_key] for r in scored]
             drops = [100.0 * (a - b) / a if a > 0 else 0.0 for a, b in zip(own, cross, strict=True)]
             rows.append(
@@ -102,9 +105,16 @@ def cross_retriever_table(
     )
 
 
+def _own(run: Run) -> float:
+    """The final policy's held-out NDCG under the training retriever, as evaluated from the
+    weights that were scored (the run's own final NDCG when that evaluation is not stored)."""
+    return float(run.extra.get("heldout/default", run.final_ndcg))
+
+
 def _kept(run: Run, key: str) -> float:
     """Cross-retriever NDCG as a share of the training retriever's."""
-    return float(run.extra[key]) / run.final_ndcg if run.final_ndcg > 0 else 0.0
+    own = _own(run)
+    return float(run.extra[key]) / own if own > 0 else 0.0
 
 
 def _mean_sd(values: Sequence[float]) -> str:

@@ -101,6 +101,12 @@ def test_cross_retriever_and_cost_rows(smoke: Path) -> None:
     assert {row["arm"] for row in cross} == {"untrained", "grpo", "ospo-prop", "ospo-rank"}
     # One dense encoder other than the training one, and one lexical retriever.
     assert {row["retriever"] for row in cross} == {"mpnet", "bm25"}
+    # The scored weights are the trained policy: re-evaluated under the training retriever
+    # they give the run's own final NDCG (the regenerated-weights check of STUDY.md).
+    main = tables(SMOKE)["main"]
+    for arm in main.arms:
+        run = json.loads((smoke / "runs" / f"{run_key(arm, 0)}.json").read_text(encoding="utf-8"))
+        assert run["extra"]["heldout/default"] == pytest.approx(run["final_ndcg"], abs=1e-12)
     cost = {row["arm"]: row for row in _rows(smoke / "cost.csv")}
     off = "ms/step cache off, untrained"
     assert float(cost["ospo-prop"][off]) > 0 and cost["grpo"]["M"] == "reward only"
