@@ -99,10 +99,15 @@ def serve_in_background(
     deadline = time.monotonic() + timeout_s
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            timed_out = thread.is_alive()
             server.should_exit = True
             thread.join(timeout=5)
             sock.close()
-            reason = getattr(app.state.ospo, "error", None) or "see the log above"
+            reason = getattr(app.state.ospo, "error", None) or (
+                f"not ready within {timeout_s:.0f} s (still loading or building its indexes)"
+                if timed_out
+                else "see the log above"
+            )
             raise RuntimeError(f"the in-process ospo service did not start: {reason}")
         time.sleep(0.05)
     key = settings.api_key.get_secret_value() if settings.api_key is not None else None

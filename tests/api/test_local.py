@@ -41,3 +41,9 @@ def test_a_failed_startup_raises_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="did not start") as info:
         serve_in_background(settings, timeout_s=120)
     assert "nope.toml" in str(info.value)
+
+
+def test_a_startup_past_its_deadline_says_so(hash_service_dirs: tuple[Path, Path]) -> None:
+    # A deadline of 0 s has passed before the lifespan can have loaded anything.
+    with pytest.raises(RuntimeError, match=r"not ready within 0 s"):
+        serve_in_background(hash_service_settings(hash_service_dirs, None), timeout_s=0.0)
