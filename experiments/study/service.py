@@ -58,7 +58,9 @@ def local_service(
     # redis_url None: the in-process LRU, nothing shared with other users of a Redis.
     settings = Settings(config_file=config_file, data_dir=data_dir, redis_url=None)
     with (
-        serve_in_background(settings) as server,
+        # A cross retriever's index is built at start-up (mpnet over the demo catalog: ~15 min
+        # of one core), far past the server's default start-up deadline.
+        serve_in_background(settings, timeout_s=3 * 3600.0) as server,
         AttributionClient(server.url, max_retries=0, timeout=600.0) as client,
     ):
         yield client, server.url
