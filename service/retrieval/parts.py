@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from service.retrieval.backends import BM25, ONNX_BACKENDS, REMOTE, TORCH
 from service.retrieval.catalog import Catalog
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from service.retrieval.registry import RetrieverSpec
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def index_dir_for(
@@ -50,6 +52,27 @@ def index_dir_for(
     return Path(data_dir) / "indexes" / f"{catalog.name}-{short}"
 
 
+def _cached_or_built(
+    path: Path,
+    load: Callable[[Path], T],
+    build: Callable[[Path, bool], T],
+    errors: tuple[type[Exception], ...] = (IndexLoadError,),
+) -> T:
+    """The index cached at ``path`` when it loads; otherwise one built there by
+    ``build(path, overwrite)``. A cached index that fails to load (an older format, another
+    encoder, a torn write) is rebuilt in place with a warning naming why: the cache is ours to
+    replace, and refusing to start over it would help no one."""
+    if path.exists():
+        try:
+            return load(path)
+        except errors as exc:
+            logger.warning("rebuilding the cached index at %s: %s", path, exc)
+    started = time.perf_counter()
+    built = build(path, path.exists())
+    logger.info("index %s ready in %.1f s", path, time.perf_counter() - started)
+    return built
+
+
 def _cached_or_built_index(
     catalog: Catalog,
     encoder: Encoder,
@@ -58,24 +81,18 @@ def _cached_or_built_index(
     progress: bool,
     backend: str = TORCH,
 ) -> VectorIndex:
-    path = index_dir_for(data_dir, catalog, encoder.name, index_type, backend)
-    if path.exists():
-        try:
-            return load_index(
-                path,
-                expected_encoder=encoder.name,
-                expected_catalog_hash=catalog.fingerprint(),
-                expected_backend=backend,
-            )
-        except IndexLoadError as exc:
-            logger.warning("rebuilding the cached index: %s", exc)
-            return build_index(
-                catalog, encoder, index_type, path, progress=progress, overwrite=True
-            )
-    started = time.perf_counter()
-    index = build_index(catalog, encoder, index_type, path, progress=progress, overwrite=False)
-    logger.info("index %s ready in %.1f s", path, time.perf_counter() - started)
-    return index
+    return _cached_or_built(
+        index_dir_for(data_dir, catalog, encoder.name, index_type, backend),
+        lambda path: load_index(
+            path,
+            expected_encoder=encoder.name,
+            expected_catalog_hash=catalog.fingerprint(),
+            expected_backend=backend,
+        ),
+        lambda path, overwrite: build_index(
+            catalog, encoder, index_type, path, progress=progress, overwrite=overwrite
+        ),
+    )
 
 
 def _onnx_encoder_of(index: VectorIndex, backend: str) -> Encoder:
@@ -104,37 +121,34 @@ def _onnx_retriever_parts(
     """(encoder, index) of an onnx / onnx-int8 retriever: the index's own export, made (once)
     from the sentence-transformers model when the index does not exist yet."""
     name = canonical_encoder_name(spec.encoder)
-    if spec.index_dir:
+
+    def load(path: Path) -> tuple[Encoder, VectorIndex]:
         index = load_index(
-            Path(spec.index_dir).expanduser(),
+            path,
             expected_encoder=name,
             expected_catalog_hash=catalog.fingerprint(),
             expected_backend=spec.backend,
         )
         return _onnx_encoder_of(index, spec.backend), index
-    path = index_dir_for(data_dir, catalog, name, spec.index_type, spec.backend)
-    if path.exists():
-        try:
-            index = load_index(
-                path,
-                expected_encoder=name,
-                expected_catalog_hash=catalog.fingerprint(),
-                expected_backend=spec.backend,
-            )
-            return _onnx_encoder_of(index, spec.backend), index
-        except (IndexLoadError, EncoderLoadError) as exc:
-            logger.warning("rebuilding the cached index: %s", exc)
-    from service.retrieval.onnx_encoder import OnnxEncoder
-    from service.retrieval.onnx_export import ensure_onnx_export
 
-    export = ensure_onnx_export(spec.encoder, spec.backend, data_dir)
-    encoder = OnnxEncoder.load(export)
-    started = time.perf_counter()
-    index = build_index(
-        catalog, encoder, spec.index_type, path, progress=progress, overwrite=path.exists()
+    def build(path: Path, overwrite: bool) -> tuple[Encoder, VectorIndex]:
+        from service.retrieval.onnx_encoder import OnnxEncoder
+        from service.retrieval.onnx_export import ensure_onnx_export
+
+        export = OnnxEncoder.load(ensure_onnx_export(spec.encoder, spec.backend, data_dir))
+        index = build_index(
+            catalog, export, spec.index_type, path, progress=progress, overwrite=overwrite
+        )
+        return _onnx_encoder_of(index, spec.backend), index
+
+    if spec.index_dir:
+        return load(Path(spec.index_dir).expanduser())
+    return _cached_or_built(
+        index_dir_for(data_dir, catalog, name, spec.index_type, spec.backend),
+        load,
+        build,
+        errors=(IndexLoadError, EncoderLoadError),
     )
-    logger.info("index %s ready in %.1f s", path, time.perf_counter() - started)
-    return _onnx_encoder_of(index, spec.backend), index
 
 
 def _remote_encoder(spec: RetrieverSpec) -> Encoder:
@@ -182,15 +196,11 @@ def _lexical_retriever_parts(
             Path(spec.index_dir).expanduser(), expected_catalog_hash=catalog.fingerprint()
         )
         return LexicalQueryEncoder(index), index
-    path = index_dir_for(data_dir, catalog, LEXICAL_ENCODER, BM25, BM25)
-    found: LexicalIndex | None = None
-    if path.exists():
-        try:
-            found = load_lexical_index(path, expected_catalog_hash=catalog.fingerprint())
-        except IndexLoadError as exc:
-            logger.warning("rebuilding the cached BM25 index: %s", exc)
-    if found is None:
-        found = build_lexical_index(catalog, path, overwrite=path.exists())
+    found = _cached_or_built(
+        index_dir_for(data_dir, catalog, LEXICAL_ENCODER, BM25, BM25),
+        lambda path: load_lexical_index(path, expected_catalog_hash=catalog.fingerprint()),
+        lambda path, overwrite: build_lexical_index(catalog, path, overwrite=overwrite),
+    )
     return LexicalQueryEncoder(found), found
 
 

@@ -105,6 +105,22 @@ def test_registry_builds_once_and_serves_search(tiny_catalog: Catalog, tmp_path:
     assert again.version == retriever.version
 
 
+def test_a_corrupt_cached_bm25_index_is_rebuilt(
+    tiny_catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = str(save_catalog(tiny_catalog, tmp_path / "catalogs" / "small"))
+    data_dir = tmp_path / "data"
+    spec = RetrieverSpec(name="lexical", kind="bm25", catalog=bundle)
+    first = RetrieverRegistry.load([spec], data_dir).get("lexical")
+    path = index_dir_for(data_dir, first.catalog, "bm25", "bm25", "bm25")
+    (path / "ids.json").write_text("[", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="service.retrieval.parts"):
+        again = RetrieverRegistry.load([spec], data_dir).get("lexical")
+    assert any("rebuilding the cached index" in r.getMessage() for r in caplog.records)
+    assert again.search(["office chair lumbar"], 3) == first.search(["office chair lumbar"], 3)
+    assert load_lexical_index(path).size == 8
+
+
 def test_specs_from_a_config_file(tmp_path: Path) -> None:
     config = tmp_path / "ospo.toml"
     config.write_text(
