@@ -34,7 +34,7 @@ class Scale:
     group_size: int = 8
     prompts_per_step: int = 4
     eval_queries: int | None = None
-    smollm2_seeds: int = 2
+    smollm2_seeds: int = 5
     smollm2_steps: int = 10
     smollm2_group_size: int = 4
     smollm2_prompts: int = 2
