@@ -135,9 +135,9 @@ def _onnx_retriever_parts(
         from service.retrieval.onnx_encoder import OnnxEncoder
         from service.retrieval.onnx_export import ensure_onnx_export
 
-        export = OnnxEncoder.load(ensure_onnx_export(spec.encoder, spec.backend, data_dir))
+        encoder = OnnxEncoder.load(ensure_onnx_export(spec.encoder, spec.backend, data_dir))
         index = build_index(
-            catalog, export, spec.index_type, path, progress=progress, overwrite=overwrite
+            catalog, encoder, spec.index_type, path, progress=progress, overwrite=overwrite
         )
         return _onnx_encoder_of(index, spec.backend), index
 
